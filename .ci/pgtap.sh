@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs the shared pgTAP suite (sql/tests/*.sql) against both installs on the local PostgreSQL 15:
+#   fred_test_ext: CREATE EXTENSION fred (as a superuser, as on self-hosted Postgres);
+#   fred_test_sql: the migration files, applied by a role that is not a superuser (as on hosted Supabase).
+# Both databases carry Supabase's roles and its default privileges, the worst case for grants.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432}
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 -U postgres)
+
+"${PSQL[@]}" -d postgres <<'SQL'
+do $$ begin
+  if not exists (select 1 from pg_roles where rolname = 'fred_owner') then
+    create role fred_owner login createrole password 'fred_owner';
+  end if;
+end $$;
+drop database if exists fred_test_ext with (force);
+drop database if exists fred_test_sql with (force);
+create database fred_test_ext;
+create database fred_test_sql owner fred_owner;
+SQL
+
+# The compiled extension.
+"${PSQL[@]}" -d fred_test_ext -f sql/tests/setup/supabase_roles.sql -f sql/tests/setup/supabase_defaults.sql
+"${PSQL[@]}" -d fred_test_ext -c 'create extension fred' -c 'create extension pgtap'
+"${PSQL[@]}" -d fred_test_ext -f sql/tests/setup/helpers.sql
+
+# The pure-SQL install, as a non-superuser owner.
+"${PSQL[@]}" -d fred_test_sql -f sql/tests/setup/supabase_roles.sql
+PGPASSWORD=fred_owner psql -X -q -v ON_ERROR_STOP=1 -U fred_owner -d fred_test_sql \
+  -f sql/tests/setup/supabase_defaults.sql $(printf -- '-f %s ' sql/supabase/migrations/*.sql)
+"${PSQL[@]}" -d fred_test_sql -c 'create extension pgtap'
+"${PSQL[@]}" -d fred_test_sql -f sql/tests/setup/helpers.sql
+
+for db in fred_test_ext fred_test_sql; do
+  echo "== pgTAP suite against $db"
+  pg_prove -h "$PGHOST" -p "$PGPORT" -U postgres -d "$db" sql/tests/*.sql
+done

@@ -1,0 +1,232 @@
+//! Applying one LiveKit event to its session row, idempotently and order-independently.
+//!
+//! Room fields merge with commutative operations (least/greatest/set-if-null); the egress
+//! fields are taken whole from the event with the highest (rank, updatedAt), so every
+//! order of one call's events gives the same row.
+
+use crate::error::Result;
+use crate::event::{self, EgressStatus, Event, Kind};
+use pgrx::datum::DatumWithOid;
+use pgrx::spi::{Spi, SpiClient};
+use serde_json::Value;
+
+const TS: &str = "timestamptz 'epoch' + %s * interval '1 microsecond'";
+
+fn ts(param: &str) -> String {
+    TS.replace("%s", param)
+}
+
+fn one_text(client: &mut SpiClient<'_>, sql: &str, args: &[DatumWithOid<'_>]) -> Option<String> {
+    let table = client
+        .update(sql, Some(1), args)
+        .expect("fred: SPI statement failed");
+    if table.is_empty() {
+        return None;
+    }
+    table.first().get_one::<String>().expect("fred: SPI result")
+}
+
+pub fn apply(body: &Value) -> Result<&'static str> {
+    let ev = event::parse(body)?;
+    Ok(Spi::connect_mut(|client| apply_parsed(client, &ev)))
+}
+
+fn apply_parsed(client: &mut SpiClient<'_>, ev: &Event) -> &'static str {
+    let outcome = if ev.ignored() { "ignored" } else { "applied" };
+    let ledger = format!(
+        "insert into fred.livekit_events (event_id, event_type, room_sid, room_name, created_at, outcome)
+         values ($1, $2, $3, $4, {}, $6) on conflict (event_id) do nothing returning event_id",
+        ts("$5")
+    );
+    let fresh = one_text(
+        client,
+        &ledger,
+        &[
+            ev.id.as_str().into(),
+            ev.event.as_str().into(),
+            ev.room_sid().into(),
+            ev.room_name().into(),
+            ev.created_us.into(),
+            outcome.into(),
+        ],
+    );
+    if fresh.is_none() {
+        return "duplicate";
+    }
+    if ev.ignored() {
+        return "ignored";
+    }
+
+    let id = session_for(client, ev.room_sid(), ev.room_name());
+    let finished = ev.kind == Kind::RoomFinished;
+    let room_sql = format!(
+        "update fred.coaching_sessions s set
+           started_at    = least(s.started_at, {created}, {event}),
+           last_event_at = greatest(s.last_event_at, coalesce({event}, now())),
+           user_id       = coalesce(s.user_id, $4::uuid),
+           status        = case when $5 then 'ended' else s.status end,
+           ended_at      = case when not $5 then s.ended_at
+                                when s.end_reason is not null then coalesce({event}, now())
+                                else greatest(s.ended_at, coalesce({event}, now())) end,
+           end_reason    = case when $5 then null else s.end_reason end,
+           updated_at    = now()
+         where s.id = $1::uuid
+         returning s.room_name, s.egress_id, s.egress_status, s.egress_updated_ns, s.recording_status",
+        created = ts("$2"),
+        event = ts("$3"),
+    );
+    let row = client
+        .update(
+            &room_sql,
+            Some(1),
+            &[
+                id.as_str().into(),
+                ev.room.created_us.into(),
+                ev.created_us.into(),
+                ev.room.user_id.as_deref().into(),
+                finished.into(),
+            ],
+        )
+        .expect("fred: session update")
+        .first();
+    let Some(eg) = &ev.egress else {
+        return "applied";
+    };
+
+    let room_name: Option<String> = row.get(1).expect("room_name");
+    let cur_egress: Option<String> = row.get(2).expect("egress_id");
+    let cur_status: Option<String> = row.get(3).expect("egress_status");
+    let cur_updated: Option<i64> = row.get(4).expect("egress_updated_ns");
+    let cur_recording: Option<String> = row.get(5).expect("recording_status");
+
+    // A session follows one egress: the first it learns of (syncd records the one it starts).
+    if let (Some(a), Some(b)) = (&cur_egress, &eg.egress_id) {
+        if a != b {
+            return "applied";
+        }
+    }
+    let wins = match cur_status.as_deref().and_then(EgressStatus::from_name) {
+        None => true,
+        Some(cur) => {
+            eg.status.rank() > cur.rank()
+                || (eg.status.rank() == cur.rank() && eg.updated_ns > cur_updated.unwrap_or(0))
+        }
+    };
+    if !wins {
+        return "applied";
+    }
+
+    let status = eg.status;
+    let final_state = status.rank() == 3;
+    let mut recording = status.recording_status();
+    // Verification (ready/missing) and retention (deleted) are the daemon's later word.
+    match cur_recording.as_deref() {
+        Some(c @ ("ready" | "missing")) if recording == "uploaded" => recording = leak(c),
+        Some("deleted") => recording = "deleted",
+        _ => {}
+    }
+    let room_name = room_name.as_deref();
+    let (url, key) = if status.leaves_file() {
+        (eg.url(room_name), eg.key(room_name))
+    } else if final_state {
+        (None, eg.key(room_name))
+    } else {
+        (None, eg.filename.clone())
+    };
+    let keep_files = recording == "deleted";
+    client
+        .update(
+            "update fred.coaching_sessions s set
+               egress_id             = coalesce(s.egress_id, $2),
+               egress_status         = $3,
+               egress_updated_ns     = $4,
+               recording_status      = $5,
+               recording_url         = case when $12 then s.recording_url else $6 end,
+               recording_bucket      = case when $12 then s.recording_bucket else $7 end,
+               recording_key         = case when $12 then s.recording_key else $8 end,
+               recording_bytes       = case when $12 then s.recording_bytes else $9 end,
+               recording_duration_ms = case when $12 then s.recording_duration_ms else $10 end,
+               recording_error       = $11,
+               updated_at            = now()
+             where s.id = $1::uuid",
+            None,
+            &[
+                id.as_str().into(),
+                eg.egress_id.as_deref().into(),
+                status.name().into(),
+                eg.updated_ns.into(),
+                recording.into(),
+                url.as_deref().into(),
+                eg.bucket.as_deref().into(),
+                key.as_deref().into(),
+                eg.size.filter(|_| status.leaves_file()).into(),
+                eg.duration_ns
+                    .filter(|_| status.leaves_file())
+                    .map(|d| d / 1_000_000)
+                    .into(),
+                eg.error.as_deref().filter(|_| final_state).into(),
+                keep_files.into(),
+            ],
+        )
+        .expect("fred: egress update");
+    "applied"
+}
+
+fn leak(s: &str) -> &'static str {
+    match s {
+        "ready" => "ready",
+        _ => "missing",
+    }
+}
+
+/// The session of a room instance: by `room_sid`; else the newest session of that name not yet
+/// bound to a room (the app's `fred_upsert_session`); else a new one.
+fn session_for(client: &mut SpiClient<'_>, sid: Option<&str>, name: Option<&str>) -> String {
+    if let Some(sid) = sid {
+        let found = one_text(
+            client,
+            "select s.id::text from fred.coaching_sessions s where s.room_sid = $1 for update",
+            &[sid.into()],
+        );
+        if let Some(id) = found {
+            return id;
+        }
+    }
+    let name = name.or(sid).expect("parse() guarantees a room sid or name");
+    client
+        .update("select fred.lock_room($1)", None, &[name.into()])
+        .expect("fred: lock_room");
+    let unbound = one_text(
+        client,
+        "select s.id::text from fred.coaching_sessions s
+          where s.room_name = $1 and (s.room_sid is null or $2::text is null)
+          order by s.created_at desc limit 1 for update",
+        &[name.into(), sid.into()],
+    );
+    if let Some(id) = unbound {
+        if sid.is_some() {
+            client
+                .update(
+                    "update fred.coaching_sessions s set room_sid = $2, updated_at = now() where s.id = $1::uuid",
+                    None,
+                    &[id.as_str().into(), sid.into()],
+                )
+                .expect("fred: bind room_sid");
+        }
+        return id;
+    }
+    let inserted = one_text(
+        client,
+        "insert into fred.coaching_sessions (room_name, room_sid) values ($1, $2)
+         on conflict (room_sid) do nothing returning id::text",
+        &[name.into(), sid.into()],
+    );
+    inserted.unwrap_or_else(|| {
+        one_text(
+            client,
+            "select s.id::text from fred.coaching_sessions s where s.room_sid = $1 for update",
+            &[sid.into()],
+        )
+        .expect("fred: a conflicting room_sid row exists")
+    })
+}

@@ -1,0 +1,161 @@
+//! fred: the coaching-session rules for LiveKit voice calls, inside Postgres.
+//!
+//! Rust holds the engine (transcript caps and shape, LiveKit event decoding and merging);
+//! the shared SQL in `sql/supabase/migrations/*_fred_core.sql` holds the tables, the public
+//! API and the grants, identical to the pure-SQL install.
+
+use pgrx::prelude::*;
+
+mod apply;
+mod error;
+mod event;
+mod guc;
+mod transcript;
+
+::pgrx::pg_module_magic!(name, version);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    guc::init();
+}
+
+/// Checks a transcript given as `transcript::text`; returns its entry count.
+#[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn check_transcript_text(transcript: Option<&str>) -> i32 {
+    let Some(text) = transcript else {
+        error::bad("transcript must not be null").raise()
+    };
+    let max_entries = guc::MAX_TRANSCRIPT_ENTRIES.get() as usize;
+    let max_bytes = guc::MAX_TRANSCRIPT_BYTES.get() as usize;
+    match transcript::check(text, max_entries, max_bytes) {
+        Ok(n) => n as i32,
+        Err(e) => e.raise(),
+    }
+}
+
+/// Applies one verified LiveKit webhook body; returns `applied`, `ignored` or `duplicate`.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn apply_livekit_event(event: Option<pgrx::JsonB>) -> &'static str {
+    let Some(pgrx::JsonB(body)) = event else {
+        error::bad("a LiveKit event must not be null").raise()
+    };
+    match apply::apply(&body) {
+        Ok(outcome) => outcome,
+        Err(e) => e.raise(),
+    }
+}
+
+extension_sql!(
+    r#"
+create function fred.check_transcript(transcript jsonb) returns integer
+language sql stable
+set search_path = ''
+as $$ select fred.check_transcript_text(transcript::text) $$;
+"#,
+    name = "check_transcript",
+    requires = [check_transcript_text]
+);
+
+extension_sql_file!(
+    "../../sql/supabase/migrations/20261124000002_fred_core.sql",
+    name = "core",
+    finalize
+);
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    fn sqlstate_of(sql: &str) -> String {
+        let sql = sql.to_owned();
+        PgTryBuilder::new(move || {
+            Spi::run(&sql).expect("spi");
+            "ok".to_string()
+        })
+        .catch_others(|e| match e {
+            pg_sys::panic::CaughtError::PostgresError(r)
+            | pg_sys::panic::CaughtError::ErrorReport(r) => format!("{:?}", r.sql_error_code()),
+            pg_sys::panic::CaughtError::RustPanic { .. } => "panic".to_string(),
+        })
+        .execute()
+    }
+
+    fn entries(n: usize) -> String {
+        let one = r#"{"text": "hello", "speaker": "coach"}"#;
+        format!("[{}]", vec![one; n].join(","))
+    }
+
+    #[pg_test]
+    fn cap_is_500_by_default() {
+        let ok = format!("select fred.check_transcript('{}'::jsonb)", entries(500));
+        assert_eq!(Spi::get_one::<i32>(&ok).unwrap(), Some(500));
+        let over = format!("select fred.check_transcript('{}'::jsonb)", entries(501));
+        assert_eq!(sqlstate_of(&over), "ERRCODE_STRING_DATA_RIGHT_TRUNCATION");
+    }
+
+    #[pg_test]
+    fn guc_moves_the_cap() {
+        Spi::run("set fred.max_transcript_entries = 3").unwrap();
+        let over = format!("select fred.check_transcript('{}'::jsonb)", entries(4));
+        assert_eq!(sqlstate_of(&over), "ERRCODE_STRING_DATA_RIGHT_TRUNCATION");
+        let ok = format!("select fred.check_transcript('{}'::jsonb)", entries(3));
+        assert_eq!(Spi::get_one::<i32>(&ok).unwrap(), Some(3));
+    }
+
+    #[pg_test]
+    fn guc_is_superuser_only() {
+        let ctx = Spi::get_one::<String>(
+            "select context from pg_settings where name = 'fred.max_transcript_entries'",
+        )
+        .unwrap();
+        assert_eq!(ctx.as_deref(), Some("superuser"));
+    }
+
+    #[pg_test]
+    fn bad_shape_is_22023() {
+        for t in [r#"{"a": 1}"#, r#"[{"text": "x"}]"#, r#"[1]"#] {
+            let sql = format!("select fred.check_transcript('{t}'::jsonb)");
+            assert_eq!(sqlstate_of(&sql), "ERRCODE_INVALID_PARAMETER_VALUE", "{t}");
+        }
+        assert_eq!(
+            sqlstate_of("select fred.check_transcript(null)"),
+            "ERRCODE_INVALID_PARAMETER_VALUE"
+        );
+    }
+
+    #[pg_test]
+    fn events_are_idempotent() {
+        let ev = r#"{"event":"room_started","id":"EV_t1","createdAt":"1795510800","room":{"sid":"RM_t","name":"t","creationTime":"1795510800"}}"#;
+        let q = format!("select fred.apply_livekit_event('{ev}'::jsonb)");
+        assert_eq!(
+            Spi::get_one::<String>(&q).unwrap().as_deref(),
+            Some("applied")
+        );
+        assert_eq!(
+            Spi::get_one::<String>(&q).unwrap().as_deref(),
+            Some("duplicate")
+        );
+        let n = Spi::get_one::<i64>(
+            "select count(*) from fred.coaching_sessions where room_sid = 'RM_t'",
+        )
+        .unwrap();
+        assert_eq!(n, Some(1));
+        assert_eq!(
+            sqlstate_of("select fred.apply_livekit_event('{\"event\":\"room_started\"}'::jsonb)"),
+            "ERRCODE_INVALID_PARAMETER_VALUE"
+        );
+    }
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

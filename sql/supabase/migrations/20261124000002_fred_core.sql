@@ -1,0 +1,392 @@
+-- fred core: tables, row-level security, the public RPC API and every grant.
+--
+-- This one file is shared by both installs:
+--   * the compiled extension includes it verbatim (`CREATE EXTENSION fred`), after the Rust engine;
+--   * the pure-SQL install applies it as a migration, after 20261124000001_fred_engine.sql.
+-- The engine (fred.check_transcript, fred.apply_livekit_event) is the only part written twice.
+-- Everything here must therefore be valid in an extension script and as a plain migration
+-- run by a role that is not a superuser (hosted Supabase's `postgres`).
+
+-- Roles. `fred_syncd` is the daemon's least-privilege role; an operator gives it LOGIN and a password.
+do $roles$
+begin
+  if not exists (select 1 from pg_catalog.pg_roles where rolname = 'fred_syncd') then
+    create role fred_syncd nologin;
+  end if;
+end
+$roles$;
+
+-- One row per call (per LiveKit room instance).
+create table fred.coaching_sessions (
+  id                    uuid primary key default gen_random_uuid(),
+  room_name             text not null check (room_name <> '' and length(room_name) <= 256),
+  room_sid              text unique,
+  user_id               uuid,
+  status                text not null default 'active' check (status in ('active', 'ended')),
+  started_at            timestamptz,
+  ended_at              timestamptz,
+  -- Derived, so it can never disagree with the two times.
+  duration_seconds      integer generated always as (
+                          (extract(epoch from (ended_at - started_at)))::integer) stored,
+  end_reason            text,
+  last_event_at         timestamptz,
+  metadata              jsonb,
+  call_type             text,
+  transcript_json       jsonb,
+  transcript_entries    integer not null default 0,
+  summary               text,
+  decisions             jsonb,
+  next_actions          jsonb,
+  recording_url         text,
+  recording_status      text check (recording_status in
+                          ('disabled', 'starting', 'recording', 'uploaded', 'ready',
+                           'unavailable', 'failed', 'missing', 'lost', 'deleted')),
+  recording_bucket      text,
+  recording_key         text,
+  recording_bytes       bigint,
+  recording_duration_ms bigint,
+  recording_error       text,
+  recording_verified_at timestamptz,
+  egress_id             text,
+  -- The LiveKit egress status last applied and its updatedAt (ns): the merge state that
+  -- makes egress events commutative.
+  egress_status         text,
+  egress_updated_ns     bigint,
+  created_at            timestamptz not null default now(),
+  updated_at            timestamptz not null default now()
+);
+
+create index coaching_sessions_room_name_idx on fred.coaching_sessions (room_name, created_at desc);
+create index coaching_sessions_user_idx on fred.coaching_sessions (user_id, created_at desc);
+create index coaching_sessions_created_idx on fred.coaching_sessions (created_at desc, id desc);
+create index coaching_sessions_active_idx on fred.coaching_sessions (last_event_at) where status = 'active';
+create index coaching_sessions_egress_idx on fred.coaching_sessions (egress_id) where egress_id is not null;
+
+-- Idempotency ledger: each LiveKit event id is applied once.
+create table fred.livekit_events (
+  event_id    text primary key,
+  event_type  text not null,
+  room_sid    text,
+  room_name   text,
+  created_at  timestamptz,
+  outcome     text not null check (outcome in ('applied', 'ignored')),
+  applied_at  timestamptz not null default now()
+);
+
+alter table fred.coaching_sessions enable row level security;
+alter table fred.livekit_events enable row level security;
+
+-- The caller's user id, read as Supabase's auth.uid() reads it (no dependency on the auth schema).
+create function fred.current_uid() returns uuid
+language sql stable
+set search_path = ''
+as $$
+  select nullif(coalesce(nullif(pg_catalog.current_setting('request.jwt.claim.sub', true), ''),
+                         nullif(pg_catalog.current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub'),
+                '')::uuid
+$$;
+
+-- True when the request runs as an end user (PostgREST's `anon` or `authenticated`).
+-- Every other role that holds EXECUTE (service_role, the table owner, fred_syncd) is trusted.
+create function fred.caller_is_user() returns boolean
+language sql stable
+set search_path = ''
+as $$
+  select coalesce(nullif(pg_catalog.current_setting('role', true), 'none'), session_user::text)
+         in ('anon', 'authenticated')
+$$;
+
+-- The end user's id, or 42501 when the request carries none.
+create function fred.require_uid() returns uuid
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+  v_uid uuid := fred.current_uid();
+begin
+  if v_uid is null then
+    raise exception 'fred: an authenticated user is required' using errcode = '42501';
+  end if;
+  return v_uid;
+end
+$$;
+
+create function fred.check_room_name(room_name text) returns void
+language plpgsql immutable
+set search_path = ''
+as $$
+begin
+  if room_name is null or room_name = '' or length(room_name) > 256 then
+    raise exception 'fred: room_name must be a non-empty string of at most 256 characters'
+      using errcode = '22023';
+  end if;
+end
+$$;
+
+-- Serialises creation of sessions for one room name (transaction-scoped: safe behind a pooler).
+create function fred.lock_room(room_name text) returns void
+language sql volatile
+set search_path = ''
+as $$
+  select pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('fred.room:' || room_name, 0))
+$$;
+
+-- Row-level security: an end user sees only their own sessions. The API functions below are
+-- SECURITY DEFINER with the same check inside; these policies guard any direct table grant.
+do $policies$
+declare
+  v_uid text := case when exists (select 1 from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+                                    where n.nspname = 'auth' and p.proname = 'uid' and p.pronargs = 0
+                                      and pg_catalog.has_schema_privilege(n.oid, 'usage'))
+                     then '(select auth.uid())' else '(select fred.current_uid())' end;
+begin
+  execute pg_catalog.format(
+    'create policy coaching_sessions_owner_select on fred.coaching_sessions for select using (user_id = %s)', v_uid);
+  execute pg_catalog.format(
+    'create policy coaching_sessions_owner_update on fred.coaching_sessions for update using (user_id = %s) with check (user_id = %s)',
+    v_uid, v_uid);
+end
+$policies$;
+
+create function public.fred_upsert_session(
+  room_name text,
+  user_id uuid default null,
+  call_type text default null,
+  metadata jsonb default null
+) returns uuid
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  v_user  boolean := fred.caller_is_user();
+  v_owner uuid := fred_upsert_session.user_id;
+  v_id    uuid;
+  v_cur   uuid;
+begin
+  perform fred.check_room_name(fred_upsert_session.room_name);
+  if fred_upsert_session.metadata is not null and jsonb_typeof(fred_upsert_session.metadata) <> 'object' then
+    raise exception 'fred: metadata must be a JSON object' using errcode = '22023';
+  end if;
+  if v_user then
+    if v_owner is not null and v_owner <> fred.require_uid() then
+      raise exception 'fred: user_id must be the caller''s own' using errcode = '42501';
+    end if;
+    v_owner := fred.require_uid();
+  end if;
+
+  perform fred.lock_room(fred_upsert_session.room_name);
+  select s.id, s.user_id into v_id, v_cur
+    from fred.coaching_sessions s
+   where s.room_name = fred_upsert_session.room_name and s.status = 'active'
+   order by s.created_at desc
+   limit 1
+   for update;
+
+  if v_id is null then
+    insert into fred.coaching_sessions as s (room_name, user_id, call_type, metadata)
+    values (fred_upsert_session.room_name, v_owner, fred_upsert_session.call_type, fred_upsert_session.metadata)
+    returning s.id into v_id;
+    return v_id;
+  end if;
+
+  if v_user and v_cur is distinct from v_owner then
+    raise exception 'fred: the session for room % belongs to another user', fred_upsert_session.room_name
+      using errcode = '42501';
+  end if;
+  update fred.coaching_sessions s
+     set user_id    = coalesce(v_owner, s.user_id),
+         call_type  = coalesce(fred_upsert_session.call_type, s.call_type),
+         metadata   = coalesce(fred_upsert_session.metadata, s.metadata),
+         updated_at = now()
+   where s.id = v_id
+     and (s.user_id, s.call_type, s.metadata) is distinct from
+         (coalesce(v_owner, s.user_id), coalesce(fred_upsert_session.call_type, s.call_type),
+          coalesce(fred_upsert_session.metadata, s.metadata));
+  return v_id;
+end
+$$;
+
+create function public.fred_persist_transcript(
+  room_name text,
+  transcript jsonb,
+  summary text default null,
+  decisions jsonb default null,
+  next_actions jsonb default null,
+  call_type text default null
+) returns uuid
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  v_user    boolean := fred.caller_is_user();
+  v_uid     uuid;
+  v_entries integer;
+  v_id      uuid;
+  v_cur     uuid;
+begin
+  perform fred.check_room_name(fred_persist_transcript.room_name);
+  -- Caps and shape: the engine (Rust in the extension) raises 22001 or 22023.
+  v_entries := fred.check_transcript(fred_persist_transcript.transcript);
+  if fred_persist_transcript.decisions is not null and jsonb_typeof(fred_persist_transcript.decisions) <> 'array' then
+    raise exception 'fred: decisions must be a JSON array' using errcode = '22023';
+  end if;
+  if fred_persist_transcript.next_actions is not null and jsonb_typeof(fred_persist_transcript.next_actions) <> 'array' then
+    raise exception 'fred: next_actions must be a JSON array' using errcode = '22023';
+  end if;
+  if v_user then
+    v_uid := fred.require_uid();
+  end if;
+
+  perform fred.lock_room(fred_persist_transcript.room_name);
+  select s.id, s.user_id into v_id, v_cur
+    from fred.coaching_sessions s
+   where s.room_name = fred_persist_transcript.room_name
+   order by s.created_at desc
+   limit 1
+   for update;
+
+  if v_id is null then
+    insert into fred.coaching_sessions as s
+      (room_name, user_id, transcript_json, transcript_entries, summary, decisions, next_actions, call_type)
+    values (fred_persist_transcript.room_name, v_uid, fred_persist_transcript.transcript, v_entries,
+            fred_persist_transcript.summary, fred_persist_transcript.decisions,
+            fred_persist_transcript.next_actions, fred_persist_transcript.call_type)
+    returning s.id into v_id;
+    return v_id;
+  end if;
+
+  if v_user and v_cur is distinct from v_uid then
+    raise exception 'fred: the session for room % belongs to another user', fred_persist_transcript.room_name
+      using errcode = '42501';
+  end if;
+  -- A repeat of the same call changes nothing, not even updated_at.
+  update fred.coaching_sessions s
+     set transcript_json    = fred_persist_transcript.transcript,
+         transcript_entries = v_entries,
+         summary            = coalesce(fred_persist_transcript.summary, s.summary),
+         decisions          = coalesce(fred_persist_transcript.decisions, s.decisions),
+         next_actions       = coalesce(fred_persist_transcript.next_actions, s.next_actions),
+         call_type          = coalesce(fred_persist_transcript.call_type, s.call_type),
+         updated_at         = now()
+   where s.id = v_id
+     and (s.transcript_json, s.summary, s.decisions, s.next_actions, s.call_type) is distinct from
+         (fred_persist_transcript.transcript,
+          coalesce(fred_persist_transcript.summary, s.summary),
+          coalesce(fred_persist_transcript.decisions, s.decisions),
+          coalesce(fred_persist_transcript.next_actions, s.next_actions),
+          coalesce(fred_persist_transcript.call_type, s.call_type));
+  return v_id;
+end
+$$;
+
+-- NULL both when the session does not exist and when the caller may not see it.
+create function public.fred_get_session(session_id uuid) returns fred.coaching_sessions
+language sql stable security definer
+set search_path = ''
+as $$
+  select s.*
+    from fred.coaching_sessions s
+   where s.id = fred_get_session.session_id
+     and (not fred.caller_is_user() or s.user_id = fred.current_uid())
+$$;
+
+create function public.fred_list_sessions(max_rows integer default 20, before timestamptz default null)
+returns setof fred.coaching_sessions
+language sql stable security definer
+set search_path = ''
+as $$
+  select s.*
+    from fred.coaching_sessions s
+   where (not fred.caller_is_user() or s.user_id = fred.current_uid())
+     and (fred_list_sessions.before is null or s.created_at < fred_list_sessions.before)
+   order by s.created_at desc, s.id desc
+   limit greatest(1, least(1000, coalesce(fred_list_sessions.max_rows, 20)))
+$$;
+
+-- Batch apply for the daemon: one call per batch, and a poison event (class 22, 54000)
+-- is reported in its row instead of failing its neighbours. Other errors abort the batch,
+-- so the daemon retries it whole.
+create function fred.apply_livekit_events(events jsonb)
+returns table (idx integer, result text, error_code text, error_message text)
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+  v_event jsonb;
+  v_state text;
+  v_msg   text;
+begin
+  if events is null or jsonb_typeof(events) <> 'array' then
+    raise exception 'fred: events must be a JSON array' using errcode = '22023';
+  end if;
+  idx := 0;
+  for v_event in select e from jsonb_array_elements(events) e loop
+    begin
+      result := fred.apply_livekit_event(v_event);
+      error_code := null;
+      error_message := null;
+    exception when data_exception or program_limit_exceeded then
+      get stacked diagnostics v_state = returned_sqlstate, v_msg = message_text;
+      result := 'rejected';
+      error_code := v_state;
+      error_message := v_msg;
+    end;
+    return next;
+    idx := idx + 1;
+  end loop;
+end
+$$;
+
+-- Grants. PUBLIC (and Supabase's default grants to anon/authenticated) lose EXECUTE on
+-- everything, then each role gets exactly what it needs.
+revoke all on all functions in schema fred from public;
+revoke all on function public.fred_upsert_session(text, uuid, text, jsonb) from public;
+revoke all on function public.fred_persist_transcript(text, jsonb, text, jsonb, jsonb, text) from public;
+revoke all on function public.fred_get_session(uuid) from public;
+revoke all on function public.fred_list_sessions(integer, timestamptz) from public;
+revoke all on all tables in schema fred from public;
+
+do $grants$
+declare
+  v_role text;
+  v_api  text[] := array[
+    'public.fred_upsert_session(text, uuid, text, jsonb)',
+    'public.fred_persist_transcript(text, jsonb, text, jsonb, jsonb, text)',
+    'public.fred_get_session(uuid)',
+    'public.fred_list_sessions(integer, timestamptz)'];
+  v_fn   text;
+begin
+  -- Supabase grants new functions and tables to its API roles by default: take that back.
+  foreach v_role in array array['anon', 'authenticated', 'service_role'] loop
+    if exists (select 1 from pg_catalog.pg_roles where rolname = v_role) then
+      execute pg_catalog.format('revoke all on all functions in schema fred from %I', v_role);
+      execute pg_catalog.format('revoke all on all tables in schema fred from %I', v_role);
+      foreach v_fn in array v_api loop
+        execute pg_catalog.format('revoke all on function %s from %I', v_fn, v_role);
+      end loop;
+    end if;
+  end loop;
+
+  foreach v_role in array array['authenticated', 'service_role'] loop
+    if exists (select 1 from pg_catalog.pg_roles where rolname = v_role) then
+      foreach v_fn in array v_api loop
+        execute pg_catalog.format('grant execute on function %s to %I', v_fn, v_role);
+      end loop;
+      -- The API returns fred.coaching_sessions rows; the type lives in fred.
+      execute pg_catalog.format('grant usage on schema fred to %I', v_role);
+    end if;
+  end loop;
+
+  -- Only the daemon's role and service_role may apply LiveKit events.
+  foreach v_role in array array['fred_syncd', 'service_role'] loop
+    if exists (select 1 from pg_catalog.pg_roles where rolname = v_role) then
+      execute pg_catalog.format('grant usage on schema fred to %I', v_role);
+      execute pg_catalog.format('grant execute on function fred.apply_livekit_event(jsonb) to %I', v_role);
+      execute pg_catalog.format('grant execute on function fred.apply_livekit_events(jsonb) to %I', v_role);
+    end if;
+  end loop;
+end
+$grants$;
+
+-- Functions created later in fred by this role are not executable by PUBLIC either.
+alter default privileges in schema fred revoke execute on functions from public;

@@ -1,0 +1,44 @@
+-- Supabase's API roles and auth.uid(), for a database that is not a supabase/postgres image.
+-- Run as a superuser before either install. Idempotent.
+do $fixture$
+begin
+  if not exists (select 1 from pg_roles where rolname = 'anon') then
+    create role anon nologin noinherit;
+  end if;
+  if not exists (select 1 from pg_roles where rolname = 'authenticated') then
+    create role authenticated nologin noinherit;
+  end if;
+  if not exists (select 1 from pg_roles where rolname = 'service_role') then
+    create role service_role nologin noinherit bypassrls;
+  end if;
+  if not exists (select 1 from pg_roles where rolname = 'authenticator') then
+    create role authenticator login noinherit;
+  end if;
+end
+$fixture$;
+alter role anon set statement_timeout = '3s';
+alter role authenticated set statement_timeout = '8s';
+alter role authenticator set statement_timeout = '8s';
+grant anon, authenticated, service_role to authenticator;
+
+create schema if not exists auth;
+grant usage on schema auth to anon, authenticated, service_role;
+-- As on Supabase, the role that runs migrations may use auth.uid().
+do $owner$ begin
+  if exists (select 1 from pg_roles where rolname = 'fred_owner') then
+    grant usage on schema auth to fred_owner;
+  end if;
+end $owner$;
+create or replace function auth.uid() returns uuid
+language sql stable
+as $$
+  select nullif(coalesce(nullif(current_setting('request.jwt.claim.sub', true), ''),
+                         nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub'), '')::uuid
+$$;
+create or replace function auth.role() returns text
+language sql stable
+as $$
+  select coalesce(nullif(current_setting('request.jwt.claim.role', true), ''),
+                  nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role')
+$$;
+grant usage on schema public to anon, authenticated, service_role;
