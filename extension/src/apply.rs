@@ -57,13 +57,18 @@ fn apply_parsed(client: &mut SpiClient<'_>, ev: &Event) -> &'static str {
         return "ignored";
     }
 
-    let id = session_for(client, ev.room_sid(), ev.room_name());
+    let id = session_for(
+        client,
+        ev.room_sid(),
+        ev.room_name(),
+        ev.room.user_id.as_deref(),
+    );
     let finished = ev.kind == Kind::RoomFinished;
     let room_sql = format!(
         "update fred.coaching_sessions s set
            started_at    = least(s.started_at, {created}, {event}),
            last_event_at = greatest(s.last_event_at, coalesce({event}, now())),
-           user_id       = coalesce(s.user_id, $4::uuid),
+           user_id       = coalesce($4::uuid, s.user_id),
            status        = case when $5 then 'ended' else s.status end,
            ended_at      = case when not $5 then s.ended_at
                                 when s.end_reason is not null then coalesce({event}, now())
@@ -100,10 +105,10 @@ fn apply_parsed(client: &mut SpiClient<'_>, ev: &Event) -> &'static str {
     let cur_recording: Option<String> = row.get(5).expect("recording_status");
 
     // A session follows one egress: the first it learns of (syncd records the one it starts).
-    if let (Some(a), Some(b)) = (&cur_egress, &eg.egress_id) {
-        if a != b {
-            return "applied";
-        }
+    if let (Some(a), Some(b)) = (&cur_egress, &eg.egress_id)
+        && a != b
+    {
+        return "applied";
     }
     let wins = match cur_status.as_deref().and_then(EgressStatus::from_name) {
         None => true,
@@ -180,8 +185,14 @@ fn leak(s: &str) -> &'static str {
 }
 
 /// The session of a room instance: by `room_sid`; else the newest session of that name not yet
-/// bound to a room (the app's `fred_upsert_session`); else a new one.
-fn session_for(client: &mut SpiClient<'_>, sid: Option<&str>, name: Option<&str>) -> String {
+/// bound to a room (the app's `fred_upsert_session`) whose owner does not contradict the room's
+/// metadata; else a new one.
+fn session_for(
+    client: &mut SpiClient<'_>,
+    sid: Option<&str>,
+    name: Option<&str>,
+    owner: Option<&str>,
+) -> String {
     if let Some(sid) = sid {
         let found = one_text(
             client,
@@ -200,8 +211,9 @@ fn session_for(client: &mut SpiClient<'_>, sid: Option<&str>, name: Option<&str>
         client,
         "select s.id::text from fred.coaching_sessions s
           where s.room_name = $1 and (s.room_sid is null or $2::text is null)
+            and (s.user_id is null or $3::uuid is null or s.user_id = $3::uuid)
           order by s.created_at desc limit 1 for update",
-        &[name.into(), sid.into()],
+        &[name.into(), sid.into(), owner.into()],
     );
     if let Some(id) = unbound {
         if sid.is_some() {

@@ -293,17 +293,16 @@ fn s3_of(info: &Map<String, Value>) -> Result<Option<&Map<String, Value>>> {
         let Some(r) = object(info, req)? else {
             continue;
         };
-        if let Some(Value::Array(outs)) = field(r, "fileOutputs") {
-            if let Some(Value::Object(first)) = outs.first() {
-                if let Some(s3) = object(first, "s3")? {
-                    return Ok(Some(s3));
-                }
-            }
+        if let Some(Value::Array(outs)) = field(r, "fileOutputs")
+            && let Some(Value::Object(first)) = outs.first()
+            && let Some(s3) = object(first, "s3")?
+        {
+            return Ok(Some(s3));
         }
-        if let Some(file) = object(r, "file")? {
-            if let Some(s3) = object(file, "s3")? {
-                return Ok(Some(s3));
-            }
+        if let Some(file) = object(r, "file")?
+            && let Some(s3) = object(file, "s3")?
+        {
+            return Ok(Some(s3));
         }
     }
     Ok(None)

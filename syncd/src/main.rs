@@ -1,1 +1,131 @@
-fn main() {}
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use syncd::config::Config;
+
+/// fred's daemon: LiveKit webhooks → durable spool → Postgres.
+///
+/// Configuration comes from the environment and an optional .env file (see .env.example).
+#[derive(Parser)]
+#[command(name = "syncd", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Serve,
+    /// Validate the configuration and the connections, then exit.
+    Check,
+    /// Inspect or replay events set aside as poison.
+    Quarantine {
+        #[command(subcommand)]
+        action: QuarantineAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineAction {
+    /// Print quarantined events as JSON lines.
+    List,
+    /// Move quarantined events back to the queue: one by key, or all.
+    Replay {
+        /// The event id (or sha256:… key) to replay.
+        key: Option<String>,
+        /// Replay every quarantined event.
+        #[arg(long, conflicts_with = "key")]
+        all: bool,
+    },
+}
+
+fn init_logging(json: bool) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("syncd: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_json);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Check => check(config).await,
+        Command::Quarantine { action } => quarantine(config, action).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("syncd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn serve(config: Config) -> Result<(), BoxError> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("SYNCD_LISTEN {}: {e}", config.listen))?;
+    let running = syncd::app::start(&config, listener).await?;
+    if let Err(e) = running.state.db.check().await {
+        tracing::warn!(error = %e, "Postgres is not ready; webhooks are spooled until it is");
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: stopping"),
+    }
+    running.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn check(config: Config) -> Result<(), BoxError> {
+    let spool = syncd::spool::Spool::open(&config.spool_dir)?;
+    spool.probe().await?;
+    println!("spool: ok ({})", spool.path().display());
+    let db = syncd::db::Db::new(&config.database_url)?;
+    db.check().await.map_err(|e| format!("database: {e}"))?;
+    println!("database: ok");
+    println!(
+        "recording: {}",
+        if config.record.all { "on" } else { "off" }
+    );
+    Ok(())
+}
+
+async fn quarantine(config: Config, action: QuarantineAction) -> Result<(), BoxError> {
+    let spool = syncd::spool::Spool::open(&config.spool_dir)?;
+    match action {
+        QuarantineAction::List => {
+            for q in spool.list_quarantine().await? {
+                println!("{}", serde_json::to_string(&q)?);
+            }
+        }
+        QuarantineAction::Replay { key, all } => {
+            if key.is_none() && !all {
+                return Err("name a key to replay, or pass --all".into());
+            }
+            let n = spool.replay(key).await?;
+            println!("replayed {n}");
+        }
+    }
+    Ok(())
+}

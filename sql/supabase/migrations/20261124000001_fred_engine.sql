@@ -359,7 +359,8 @@ begin
     return 'ignored';
   end if;
 
-  -- The session: by room sid; else the newest unbound session of that name; else a new one.
+  -- The session: by room sid; else the newest unbound session of that name whose owner does
+  -- not contradict the room's metadata; else a new one. The metadata's owner wins.
   if v_room_sid is not null then
     select s.id into v_session from fred.coaching_sessions s where s.room_sid = v_room_sid for update;
   end if;
@@ -368,6 +369,7 @@ begin
     select s.id into v_session
       from fred.coaching_sessions s
      where s.room_name = coalesce(v_room_name, v_room_sid) and (s.room_sid is null or v_room_sid is null)
+       and (s.user_id is null or v_user is null or s.user_id = v_user::uuid)
      order by s.created_at desc
      limit 1
      for update;
@@ -389,7 +391,7 @@ begin
     started_at    = least(s.started_at, timestamptz 'epoch' + v_room_us * interval '1 microsecond',
                           timestamptz 'epoch' + v_created * interval '1 microsecond'),
     last_event_at = greatest(s.last_event_at, coalesce(timestamptz 'epoch' + v_created * interval '1 microsecond', now())),
-    user_id       = coalesce(s.user_id, v_user::uuid),
+    user_id       = coalesce(v_user::uuid, s.user_id),
     status        = case when v_kind = 'room_finished' then 'ended' else s.status end,
     ended_at      = case when v_kind <> 'room_finished' then s.ended_at
                          when s.end_reason is not null then coalesce(timestamptz 'epoch' + v_created * interval '1 microsecond', now())

@@ -86,14 +86,19 @@ as $$
                 '')::uuid
 $$;
 
--- True when the request runs as an end user (PostgREST's `anon` or `authenticated`).
--- Every other role that holds EXECUTE (service_role, the table owner, fred_syncd) is trusted.
+-- True unless the effective role is trusted: a superuser, a role with BYPASSRLS
+-- (service_role), the daemon's role, or the owner of fred's tables. Everyone else, including
+-- PostgREST's anon and authenticated and any custom role derived from them, is an end user
+-- whose requests are confined to their own rows.
 create function fred.caller_is_user() returns boolean
 language sql stable
 set search_path = ''
 as $$
-  select coalesce(nullif(pg_catalog.current_setting('role', true), 'none'), session_user::text)
-         in ('anon', 'authenticated')
+  select not coalesce((
+    select r.rolsuper or r.rolbypassrls or r.rolname = 'fred_syncd'
+           or r.oid = (select c.relowner from pg_catalog.pg_class c where c.oid = 'fred.coaching_sessions'::regclass)
+      from pg_catalog.pg_roles r
+     where r.rolname = coalesce(nullif(pg_catalog.current_setting('role', true), 'none'), session_user::text)), false)
 $$;
 
 -- The end user's id, or 42501 when the request carries none.

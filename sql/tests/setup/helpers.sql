@@ -39,10 +39,11 @@ begin
 end
 $$;
 
--- The scalar a function returned through fred_test.rpc.
+-- The scalar a function returned through fred_test.rpc, as text. (For a function that returns a
+-- scalar, `to_jsonb(pgrst_call)` is the value itself, not an object, as in PostgREST's own query.)
 create function fred_test.rpc1(p_role text, p_sub text, p_fn text, p_body jsonb default '{}')
 returns text
-language sql as $$ select fred_test.rpc(p_role, p_sub, p_fn, p_body) -> 0 ->> 'pgrst_call' $$;
+language sql as $$ select fred_test.rpc(p_role, p_sub, p_fn, p_body) ->> 0 $$;
 
 -- A session row without its identity and bookkeeping, for comparing outcomes.
 create function fred_test.outcome(p_id uuid) returns jsonb

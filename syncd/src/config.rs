@@ -1,0 +1,407 @@
+//! Configuration: parsed once, from the environment and an optional `.env` file, into typed
+//! structs. A missing or invalid value names its variable.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{var}: {msg}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub msg: String,
+}
+
+fn err(var: &'static str, msg: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        msg: msg.into(),
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub database_url: String,
+    pub livekit: LiveKit,
+    pub listen: SocketAddr,
+    pub spool_dir: PathBuf,
+    pub max_body: usize,
+    /// Present only when access key, secret and endpoint are all set.
+    pub s3: Option<S3>,
+    pub record: Record,
+    pub jobs: Jobs,
+    pub log_json: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveKit {
+    /// The server URL for the Egress API (`wss://` is sent as `https://`).
+    pub url: Option<String>,
+    /// (api key, secret) pairs; the first is `LIVEKIT_API_KEY`, the rest are for rotation.
+    pub keys: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct S3 {
+    pub access_key: String,
+    pub secret: String,
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub key_template: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    pub all: bool,
+    pub prefix: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Jobs {
+    pub reconcile: Option<cron::Schedule>,
+    pub reconcile_after: Duration,
+    pub stale: Option<cron::Schedule>,
+    pub stale_after: Duration,
+    pub retention: Option<cron::Schedule>,
+    pub recording_retention_days: Option<u32>,
+    pub transcript_retention_days: Option<u32>,
+}
+
+struct Vars<'a>(&'a HashMap<String, String>);
+
+impl Vars<'_> {
+    /// A value, with surrounding whitespace removed; empty counts as unset.
+    fn get(&self, var: &str) -> Option<&str> {
+        self.0.get(var).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, var: &'static str) -> Result<String, ConfigError> {
+        self.get(var)
+            .map(str::to_owned)
+            .ok_or_else(|| err(var, "is required"))
+    }
+
+    fn duration(&self, var: &'static str, default: &str) -> Result<Duration, ConfigError> {
+        let v = self.get(var).unwrap_or(default);
+        let d = humantime::parse_duration(v).map_err(|e| {
+            err(
+                var,
+                format!("{v:?} is not a duration like 90s, 10m or 6h ({e})"),
+            )
+        })?;
+        if d.is_zero() {
+            return Err(err(var, "must be longer than zero"));
+        }
+        Ok(d)
+    }
+
+    fn schedule(
+        &self,
+        var: &'static str,
+        default: &str,
+    ) -> Result<Option<cron::Schedule>, ConfigError> {
+        let v = self.get(var).unwrap_or(default);
+        if v.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        if v.split_whitespace().count() != 6 {
+            return Err(err(
+                var,
+                format!(
+                    "{v:?} must have six fields (sec min hour day month weekday) or be \"off\""
+                ),
+            ));
+        }
+        cron::Schedule::from_str(v)
+            .map(Some)
+            .map_err(|e| err(var, format!("{v:?} is not a cron schedule ({e})")))
+    }
+
+    fn days(&self, var: &'static str) -> Result<Option<u32>, ConfigError> {
+        match self.get(var) {
+            None => Ok(None),
+            Some(v) => match v.parse::<u32>() {
+                Ok(d) if (1..=36_500).contains(&d) => Ok(Some(d)),
+                _ => Err(err(
+                    var,
+                    format!("{v:?} must be a whole number of days from 1 to 36500"),
+                )),
+            },
+        }
+    }
+}
+
+impl Config {
+    /// Reads `.env` (if present; real environment variables win), then the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_map(&std::env::vars().collect())
+    }
+
+    pub fn from_map(map: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let v = Vars(map);
+        let database_url = v.required("DATABASE_URL")?;
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(err(
+                "DATABASE_URL",
+                "must be a URL: postgres://user:password@host:port/database",
+            ));
+        }
+        tokio_postgres::Config::from_str(&database_url).map_err(|e| {
+            err(
+                "DATABASE_URL",
+                format!("is not a valid connection URL ({e})"),
+            )
+        })?;
+
+        let mut keys = vec![(
+            v.required("LIVEKIT_API_KEY")?,
+            v.required("LIVEKIT_API_SECRET")?,
+        )];
+        if let Some(extra) = v.get("LIVEKIT_EXTRA_KEYS") {
+            for pair in extra.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                match pair.split_once(':') {
+                    Some((k, s)) if !k.trim().is_empty() && !s.trim().is_empty() => {
+                        keys.push((k.trim().to_owned(), s.trim().to_owned()))
+                    }
+                    _ => {
+                        return Err(err(
+                            "LIVEKIT_EXTRA_KEYS",
+                            "must be a comma-separated list of key:secret pairs",
+                        ));
+                    }
+                }
+            }
+        }
+        let url = match v.get("LIVEKIT_URL") {
+            None => None,
+            Some(u) => Some(livekit_http_url(u).ok_or_else(|| {
+                err(
+                    "LIVEKIT_URL",
+                    format!("{u:?} must start with wss://, ws://, https:// or http://"),
+                )
+            })?),
+        };
+
+        let listen = v.get("SYNCD_LISTEN").unwrap_or("127.0.0.1:8787");
+        let listen = listen.parse::<SocketAddr>().map_err(|_| {
+            err(
+                "SYNCD_LISTEN",
+                format!("{listen:?} must be an address like 127.0.0.1:8787"),
+            )
+        })?;
+        let spool_dir = PathBuf::from(v.get("SYNCD_SPOOL_DIR").unwrap_or(".syncd-spool"));
+        let max_body = match v.get("SYNCD_MAX_BODY") {
+            None => 1 << 20,
+            Some(s) => match s.parse::<usize>() {
+                Ok(n) if (1024..=64 << 20).contains(&n) => n,
+                _ => {
+                    return Err(err(
+                        "SYNCD_MAX_BODY",
+                        format!("{s:?} must be a number of bytes from 1024 to 67108864"),
+                    ));
+                }
+            },
+        };
+
+        let s3 = match (
+            v.get("RECORDING_S3_ACCESS_KEY"),
+            v.get("RECORDING_S3_SECRET"),
+            v.get("RECORDING_S3_ENDPOINT"),
+        ) {
+            (Some(a), Some(s), Some(e)) => {
+                if !(e.starts_with("https://") || e.starts_with("http://")) {
+                    return Err(err(
+                        "RECORDING_S3_ENDPOINT",
+                        format!("{e:?} must start with https:// or http://"),
+                    ));
+                }
+                Some(S3 {
+                    access_key: a.to_owned(),
+                    secret: s.to_owned(),
+                    endpoint: e.to_owned(),
+                    bucket: v
+                        .get("RECORDING_S3_BUCKET")
+                        .unwrap_or("voice-recordings")
+                        .to_owned(),
+                    region: v
+                        .get("RECORDING_S3_REGION")
+                        .unwrap_or("us-east-1")
+                        .to_owned(),
+                    key_template: v
+                        .get("RECORDING_S3_KEY_TEMPLATE")
+                        .unwrap_or("{room_name}/{time}.ogg")
+                        .to_owned(),
+                })
+            }
+            _ => None,
+        };
+        let all = match v.get("SYNCD_RECORD") {
+            None | Some("all") => s3.is_some(),
+            Some("none") => false,
+            Some(o) => {
+                return Err(err(
+                    "SYNCD_RECORD",
+                    format!("{o:?} must be \"all\" or \"none\""),
+                ));
+            }
+        };
+        if all && url.is_none() {
+            return Err(err(
+                "LIVEKIT_URL",
+                "is required to start recordings (set SYNCD_RECORD=none to run without)",
+            ));
+        }
+        let record = Record {
+            all,
+            prefix: v.get("SYNCD_RECORD_PREFIX").map(str::to_owned),
+        };
+
+        let jobs = Jobs {
+            reconcile: v.schedule("SYNCD_RECONCILE_CRON", "0 * * * * *")?,
+            reconcile_after: v.duration("SYNCD_RECONCILE_AFTER", "10m")?,
+            stale: v.schedule("SYNCD_STALE_CRON", "0 */10 * * * *")?,
+            stale_after: v.duration("SYNCD_STALE_AFTER", "6h")?,
+            retention: v.schedule("SYNCD_RETENTION_CRON", "0 30 3 * * *")?,
+            recording_retention_days: v.days("RECORDING_RETENTION_DAYS")?,
+            transcript_retention_days: v.days("TRANSCRIPT_RETENTION_DAYS")?,
+        };
+        let log_json = match v.get("SYNCD_LOG_FORMAT") {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(o) => {
+                return Err(err(
+                    "SYNCD_LOG_FORMAT",
+                    format!("{o:?} must be \"text\" or \"json\""),
+                ));
+            }
+        };
+        Ok(Config {
+            database_url,
+            livekit: LiveKit { url, keys },
+            listen,
+            spool_dir,
+            max_body,
+            s3,
+            record,
+            jobs,
+            log_json,
+        })
+    }
+}
+
+/// LiveKit's API is plain HTTP(S) at the same host as its WebSocket URL.
+pub fn livekit_http_url(u: &str) -> Option<String> {
+    let u = u.trim_end_matches('/');
+    if let Some(rest) = u.strip_prefix("wss://") {
+        Some(format!("https://{rest}"))
+    } else if let Some(rest) = u.strip_prefix("ws://") {
+        Some(format!("http://{rest}"))
+    } else if u.starts_with("https://") || u.starts_with("http://") {
+        Some(u.to_owned())
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> HashMap<String, String> {
+        [
+            (
+                "DATABASE_URL",
+                "postgres://fred_syncd:pw@127.0.0.1:5432/postgres",
+            ),
+            ("LIVEKIT_API_KEY", "APIkey"),
+            ("LIVEKIT_API_SECRET", "secret"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut m = base();
+        for (k, v) in pairs {
+            m.insert((*k).to_owned(), (*v).to_owned());
+        }
+        Config::from_map(&m)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8787".parse().unwrap());
+        assert_eq!(c.max_body, 1 << 20);
+        assert!(c.s3.is_none());
+        assert!(!c.record.all, "recording is off without S3");
+        assert_eq!(c.jobs.stale_after, Duration::from_secs(6 * 3600));
+        assert!(c.jobs.reconcile.is_some());
+    }
+
+    #[test]
+    fn missing_and_bad_values_name_the_variable() {
+        let mut m = base();
+        m.remove("DATABASE_URL");
+        assert_eq!(Config::from_map(&m).unwrap_err().var, "DATABASE_URL");
+        for (var, bad) in [
+            ("DATABASE_URL", "host=localhost"),
+            ("SYNCD_LISTEN", "8787"),
+            ("SYNCD_MAX_BODY", "lots"),
+            ("SYNCD_STALE_AFTER", "6 hours-ish"),
+            ("SYNCD_RECONCILE_AFTER", "0s"),
+            ("SYNCD_STALE_CRON", "*/5 * * * *"),
+            ("SYNCD_RETENTION_CRON", "0 0 25 * * *"),
+            ("RECORDING_RETENTION_DAYS", "-1"),
+            ("TRANSCRIPT_RETENTION_DAYS", "soon"),
+            ("SYNCD_RECORD", "some"),
+            ("LIVEKIT_URL", "livekit.example.com"),
+            ("LIVEKIT_EXTRA_KEYS", "novalue"),
+            ("SYNCD_LOG_FORMAT", "xml"),
+        ] {
+            let e = with(&[(var, bad)]).unwrap_err();
+            assert_eq!(
+                e.var, var,
+                "{var}={bad} should be rejected naming {var}, got {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn s3_turns_recording_on_and_needs_livekit_url() {
+        let s3 = [
+            ("RECORDING_S3_ACCESS_KEY", "ak"),
+            ("RECORDING_S3_SECRET", "sk"),
+            (
+                "RECORDING_S3_ENDPOINT",
+                "https://x.supabase.co/storage/v1/s3",
+            ),
+        ];
+        assert_eq!(with(&s3).unwrap_err().var, "LIVEKIT_URL");
+        let mut all = s3.to_vec();
+        all.push(("LIVEKIT_URL", "wss://lk.example.com"));
+        let c = with(&all).unwrap();
+        assert!(c.record.all);
+        assert_eq!(c.livekit.url.as_deref(), Some("https://lk.example.com"));
+        assert_eq!(c.s3.as_ref().unwrap().bucket, "voice-recordings");
+        all.push(("SYNCD_RECORD", "none"));
+        assert!(!with(&all).unwrap().record.all);
+    }
+
+    #[test]
+    fn schedules_and_rotation_keys() {
+        let c = with(&[
+            ("SYNCD_STALE_CRON", "off"),
+            ("LIVEKIT_EXTRA_KEYS", "old:s1, older:s2"),
+        ])
+        .unwrap();
+        assert!(c.jobs.stale.is_none());
+        assert_eq!(c.livekit.keys.len(), 3);
+        assert_eq!(c.livekit.keys[2], ("older".to_owned(), "s2".to_owned()));
+    }
+}

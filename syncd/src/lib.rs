@@ -1,0 +1,10 @@
+//! syncd: receives LiveKit webhooks, makes them durable, and applies them to Postgres through
+//! fred's SQL functions. Data flows one way: request → verify → spool → drain → SQL.
+
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod drain;
+pub mod metrics;
+pub mod spool;
+pub mod webhook;

@@ -1,0 +1,198 @@
+//! Shared test harness: a real Postgres, syncd in-process, and webhooks signed as LiveKit signs them.
+#![allow(dead_code)]
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+use syncd::config::Config;
+
+pub const KEY: &str = "APItestkey";
+pub const SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
+
+pub fn db_url() -> String {
+    std::env::var("FRED_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/fred_syncd_test".into())
+}
+
+pub async fn pg() -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&db_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test database");
+    tokio::spawn(conn);
+    client
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+pub fn b64url(b: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+pub fn body_hash(body: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body))
+}
+
+/// An HS256/HS512 JWT made by hand, so tests can forge every edge case independently of syncd.
+pub fn jwt(alg: &str, secret: &str, claims: &Value) -> String {
+    let header = b64url(json!({"alg": alg, "typ": "JWT"}).to_string().as_bytes());
+    let payload = b64url(claims.to_string().as_bytes());
+    let input = format!("{header}.{payload}");
+    let sig = match alg {
+        "HS256" => {
+            let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+            m.update(input.as_bytes());
+            m.finalize().into_bytes().to_vec()
+        }
+        "HS512" => {
+            let mut m = Hmac::<sha2::Sha512>::new_from_slice(secret.as_bytes()).unwrap();
+            m.update(input.as_bytes());
+            m.finalize().into_bytes().to_vec()
+        }
+        "none" => vec![],
+        _ => panic!("alg {alg}"),
+    };
+    format!("{input}.{}", b64url(&sig))
+}
+
+/// The claims LiveKit's server sends: iss, nbf = iat = now, exp = now + 5 min, sha256.
+pub fn claims(body: &[u8]) -> Value {
+    let t = now();
+    json!({"iss": KEY, "nbf": t, "iat": t, "exp": t + 300, "sha256": body_hash(body)})
+}
+
+pub fn sign(body: &[u8]) -> String {
+    jwt("HS256", SECRET, &claims(body))
+}
+
+/// The recorded call, one body per line.
+pub fn call_events() -> Vec<Value> {
+    include_str!("../livekit-call.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The recorded call moved to a room and event ids of its own.
+pub fn retag(ev: &Value, tag: &str) -> Value {
+    let s = ev
+        .to_string()
+        .replace("RM_demo000000001", &format!("RM_{tag}"))
+        .replace("coaching-demo-1", &format!("room-{tag}"));
+    let mut v: Value = serde_json::from_str(&s).unwrap();
+    let id = format!("{}_{tag}", v["id"].as_str().unwrap());
+    v["id"] = Value::String(id);
+    v
+}
+
+pub fn unique(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "{prefix}{}x{}x{n}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    )
+}
+
+pub fn config(spool: &std::path::Path, db: &str, extra: &[(&str, &str)]) -> Config {
+    let mut m: HashMap<String, String> = [
+        ("DATABASE_URL", db),
+        ("LIVEKIT_API_KEY", KEY),
+        ("LIVEKIT_API_SECRET", SECRET),
+        ("SYNCD_LISTEN", "127.0.0.1:0"),
+        ("SYNCD_SPOOL_DIR", spool.to_str().unwrap()),
+        ("SYNCD_RECONCILE_CRON", "off"),
+        ("SYNCD_STALE_CRON", "off"),
+        ("SYNCD_RETENTION_CRON", "off"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    for (k, v) in extra {
+        m.insert((*k).to_owned(), (*v).to_owned());
+    }
+    Config::from_map(&m).expect("test config")
+}
+
+pub struct Daemon {
+    pub running: syncd::app::Running,
+    pub url: String,
+    pub spool: tempfile::TempDir,
+}
+
+pub async fn start(db: &str, extra: &[(&str, &str)]) -> Daemon {
+    let spool = tempfile::tempdir().unwrap();
+    let cfg = config(spool.path(), db, extra);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = syncd::app::start(&cfg, listener).await.unwrap();
+    let url = format!("http://{}", running.addr);
+    Daemon {
+        running,
+        url,
+        spool,
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+pub async fn post_raw(url: &str, body: Vec<u8>, auth: Option<String>) -> u16 {
+    let mut req = http()
+        .post(format!("{url}/livekit/webhook"))
+        .header("content-type", "application/webhook+json")
+        .body(body);
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    req.send().await.expect("request").status().as_u16()
+}
+
+/// Signs and posts one event body exactly as given.
+pub async fn post(url: &str, body: &[u8]) -> u16 {
+    post_raw(url, body.to_vec(), Some(sign(body))).await
+}
+
+/// Waits until every event id is in the ledger (or gives up after `secs`).
+pub async fn wait_ledger(db: &tokio_postgres::Client, ids: &[String], secs: u64) -> i64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let n: i64 = db
+            .query_one(
+                "select count(*) from fred.livekit_events where event_id = any($1)",
+                &[&ids],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n as usize == ids.len() || std::time::Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A session row as JSON, without its identity and bookkeeping.
+pub async fn outcome(db: &tokio_postgres::Client, room_sid: &str) -> Option<Value> {
+    db.query_opt(
+        "select to_jsonb(s) - array['id', 'room_sid', 'created_at', 'updated_at'] from fred.coaching_sessions s where room_sid = $1",
+        &[&room_sid],
+    )
+    .await
+    .unwrap()
+    .map(|r| r.get(0))
+}
