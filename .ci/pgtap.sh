@@ -23,6 +23,8 @@ SQL
 # The compiled extension.
 "${PSQL[@]}" -d fred_test_ext -f sql/tests/setup/supabase_roles.sql -f sql/tests/setup/supabase_defaults.sql
 "${PSQL[@]}" -d fred_test_ext -c 'create extension fred' -c 'create extension pgtap'
+# The storage policy ships as a migration for both installs.
+"${PSQL[@]}" -d fred_test_ext -f sql/supabase/migrations/20261124000003_fred_storage.sql
 "${PSQL[@]}" -d fred_test_ext -f sql/tests/setup/helpers.sql
 
 # The pure-SQL install, as a non-superuser owner.

@@ -89,6 +89,10 @@ impl EgressStatus {
     }
 }
 
+/// Why a completed recording is not where the session says: LiveKit wrote it to its backup storage.
+pub const BACKUP_STORAGE: &str =
+    "egress used backup storage; the file is not in the configured bucket";
+
 #[derive(Debug, Default, PartialEq)]
 pub struct Room {
     pub sid: Option<String>,
@@ -347,7 +351,11 @@ fn egress(info: &Map<String, Value>) -> Result<Egress> {
         status,
         updated_ns: int64(info, "updatedAt")?.unwrap_or(0),
         error: string(info, "error")?
-            .or(string(info, "details")?.filter(|_| status.rank() == 3 && !status.leaves_file())),
+            .or(string(info, "details")?.filter(|_| status.rank() == 3 && !status.leaves_file()))
+            .or(
+                (boolean(info, "backupStorageUsed")? && status.leaves_file())
+                    .then(|| BACKUP_STORAGE.to_owned()),
+            ),
         location,
         filename,
         size: size.filter(|s| *s > 0),
@@ -417,7 +425,7 @@ pub fn parse(v: &Value) -> Result<Event> {
     }
     // Validated even where unused, so a malformed body is rejected whatever its type.
     if let Some(info) = object(o, "egressInfo")? {
-        let _ = boolean(info, "backupStorageUsed")?;
+        boolean(info, "backupStorageUsed")?;
     }
     Ok(ev)
 }

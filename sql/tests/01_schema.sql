@@ -58,8 +58,8 @@ select set_eq($$
   select p.proname::text from pg_proc p
    where (p.pronamespace = 'fred'::regnamespace or (p.pronamespace = 'public'::regnamespace and p.proname like 'fred\_%'))
      and has_function_privilege('authenticated', p.oid, 'execute')
-$$, array['fred_upsert_session', 'fred_persist_transcript', 'fred_get_session', 'fred_list_sessions'],
-  'authenticated may call exactly the four API functions');
+$$, array['fred_upsert_session', 'fred_persist_transcript', 'fred_get_session', 'fred_list_sessions', 'owns_recording'],
+  'authenticated may call exactly the four API functions, and the storage policy''s check');
 select ok(has_function_privilege('fred_syncd', 'fred.apply_livekit_event(jsonb)', 'execute'), 'fred_syncd may apply events');
 select ok(has_function_privilege('service_role', 'fred.apply_livekit_event(jsonb)', 'execute'), 'service_role may apply events');
 select ok(not has_function_privilege('authenticated', 'fred.apply_livekit_event(jsonb)', 'execute'), 'authenticated may not apply events');

@@ -73,5 +73,15 @@ select is(pg_temp.egress('EV_o2', 'other', '{"egressId": "EG_second", "status": 
 select is((select (egress_id, recording_status) from fred.coaching_sessions where room_sid = 'RM_other'),
           row('EG_first'::text, 'recording'::text), 'and leaves the session''s own egress alone');
 
+-- 9. A recording LiveKit had to put in its backup storage says so.
+select pg_temp.egress('EV_bk1', 'backup', pg_temp.s3('https://s3.example') || '{"egressId": "EG_bk", "status": "EGRESS_COMPLETE",
+  "backupStorageUsed": true, "fileResults": [{"filename": "backup/f.ogg", "location": "https://backup.example/f.ogg"}]}');
+select is((select (recording_status, recording_url, recording_error) from fred.coaching_sessions where room_sid = 'RM_backup'),
+          row('uploaded'::text, 'https://backup.example/f.ogg'::text,
+              'egress used backup storage; the file is not in the configured bucket'::text),
+          'backup_storage_used is recorded on the row');
+select throws_ok($$ select pg_temp.egress('EV_bk2', 'backup2', '{"status": "EGRESS_COMPLETE", "backupStorageUsed": "yes"}') $$,
+                 '22023', null, 'backupStorageUsed must be a boolean');
+
 select * from finish();
 rollback;

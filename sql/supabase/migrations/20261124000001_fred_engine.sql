@@ -328,7 +328,9 @@ begin
     v_final := fred.ev_egress_rank(v_status) = 3;
     v_file := v_status in ('EGRESS_COMPLETE', 'EGRESS_LIMIT_REACHED');
     v_error := coalesce(fred.ev_string(v_info, 'error', 'error'),
-                        case when v_final and not v_file then fred.ev_string(v_info, 'details', 'details') end);
+                        case when v_final and not v_file then fred.ev_string(v_info, 'details', 'details') end,
+                        case when v_file and fred.ev_field(v_info, 'backupStorageUsed', 'backup_storage_used') = 'true'::jsonb
+                             then 'egress used backup storage; the file is not in the configured bucket' end);
     v_room_sid := coalesce(v_room_sid, fred.ev_string(v_info, 'roomId', 'room_id'));
     v_room_name := coalesce(v_room_name, fred.ev_string(v_info, 'roomName', 'room_name'));
     v_size := case when v_size > 0 then v_size end;

@@ -61,6 +61,7 @@ create index coaching_sessions_user_idx on fred.coaching_sessions (user_id, crea
 create index coaching_sessions_created_idx on fred.coaching_sessions (created_at desc, id desc);
 create index coaching_sessions_active_idx on fred.coaching_sessions (last_event_at) where status = 'active';
 create index coaching_sessions_egress_idx on fred.coaching_sessions (egress_id) where egress_id is not null;
+create index coaching_sessions_recording_idx on fred.coaching_sessions (recording_key, recording_bucket) where recording_key is not null;
 
 -- Idempotency ledger: each LiveKit event id is applied once.
 create table fred.livekit_events (
@@ -308,6 +309,145 @@ as $$
    limit greatest(1, least(1000, coalesce(fred_list_sessions.max_rows, 20)))
 $$;
 
+-- One egress start per room instance, across syncd replicas.
+create table fred.egress_claims (
+  room_sid   text primary key,
+  room_name  text not null,
+  claimed_by text,
+  claimed_at timestamptz not null default now()
+);
+alter table fred.egress_claims enable row level security;
+
+-- True when this caller is the first to claim the start of a recording for the room.
+create function fred.claim_egress_start(room_sid text, room_name text, claimed_by text default null)
+returns boolean
+language sql volatile security definer
+set search_path = ''
+as $$
+  with claimed as (
+    insert into fred.egress_claims as c (room_sid, room_name, claimed_by)
+    values (claim_egress_start.room_sid, claim_egress_start.room_name, claim_egress_start.claimed_by)
+    on conflict (room_sid) do nothing
+    returning 1)
+  select exists (select 1 from claimed)
+$$;
+
+-- What syncd itself learned (an egress it started, a start that failed, recording switched
+-- off), spooled and drained in order with the webhooks. Egress events from LiveKit always
+-- win over these: they only fill in while no egress status is known.
+create function fred.apply_syncd_event(event jsonb) returns text
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  v_type    text := event ->> 'event';
+  v_id      text := event ->> 'id';
+  v_sid     text := event #>> '{room,sid}';
+  v_name    text := coalesce(event #>> '{room,name}', event #>> '{room,sid}');
+  v_session uuid;
+  r         text;
+begin
+  if v_type is null or v_id is null or v_sid is null
+     or v_type not in ('syncd_egress_started', 'syncd_egress_failed', 'syncd_recording_disabled') then
+    raise exception 'fred: not a syncd event' using errcode = '22023';
+  end if;
+  insert into fred.livekit_events (event_id, event_type, room_sid, room_name, created_at, outcome)
+  values (v_id, v_type, v_sid, v_name, now(), 'applied')
+  on conflict (event_id) do nothing
+  returning event_id into r;
+  if r is null then
+    return 'duplicate';
+  end if;
+  -- The room's own room_started was spooled before this, so the session normally exists.
+  select s.id into v_session from fred.coaching_sessions s where s.room_sid = v_sid for update;
+  if v_session is null then
+    insert into fred.coaching_sessions as s (room_name, room_sid) values (v_name, v_sid)
+    on conflict (room_sid) do nothing
+    returning s.id into v_session;
+    if v_session is null then
+      select s.id into v_session from fred.coaching_sessions s where s.room_sid = v_sid for update;
+    end if;
+  end if;
+  if v_type = 'syncd_egress_started' then
+    update fred.coaching_sessions s
+       set egress_id        = coalesce(s.egress_id, event ->> 'egress_id'),
+           recording_status = case when s.egress_status is null then 'starting' else s.recording_status end,
+           recording_error  = case when s.egress_status is null then null else s.recording_error end,
+           updated_at       = now()
+     where s.id = v_session;
+  elsif v_type = 'syncd_egress_failed' then
+    update fred.coaching_sessions s
+       set recording_status = 'unavailable',
+           recording_error  = left(coalesce(event ->> 'error', 'egress start failed'), 1000),
+           updated_at       = now()
+     where s.id = v_session and s.egress_status is null and s.egress_id is null;
+  else
+    update fred.coaching_sessions s
+       set recording_status = 'disabled', updated_at = now()
+     where s.id = v_session and s.recording_status is null and s.egress_status is null;
+  end if;
+  return 'applied';
+end
+$$;
+
+-- Completed recordings whose object has not been confirmed in S3 yet.
+create function fred.recordings_to_verify(max_rows integer default 100)
+returns table (session_id uuid, bucket text, key text)
+language sql stable security definer
+set search_path = ''
+as $$
+  select s.id, s.recording_bucket, s.recording_key
+    from fred.coaching_sessions s
+   where s.recording_status = 'uploaded' and s.recording_key is not null
+   order by s.updated_at
+   limit greatest(1, least(1000, coalesce(recordings_to_verify.max_rows, 100)))
+$$;
+
+-- The HeadObject result: `ready` with its size, or `missing`. Returns the new status, or NULL
+-- when the session is not waiting for a check.
+create function fred.record_verification(session_id uuid, found boolean, bytes bigint default null)
+returns text
+language sql volatile security definer
+set search_path = ''
+as $$
+  update fred.coaching_sessions s
+     set recording_status      = case when record_verification.found then 'ready' else 'missing' end,
+         recording_bytes       = case when record_verification.found then coalesce(record_verification.bytes, s.recording_bytes)
+                                      else s.recording_bytes end,
+         recording_error       = case when record_verification.found then s.recording_error
+                                      else 'the object is not in the bucket' end,
+         recording_verified_at = now(),
+         updated_at            = now()
+   where s.id = record_verification.session_id
+     and s.recording_status in ('uploaded', 'ready', 'missing')
+  returning s.recording_status
+$$;
+
+-- Where a session's recording lives, for presigning; no transcript is readable through it.
+create function fred.recording_location(session_id uuid)
+returns table (bucket text, key text, status text)
+language sql stable security definer
+set search_path = ''
+as $$
+  select s.recording_bucket, s.recording_key, s.recording_status
+    from fred.coaching_sessions s
+   where s.id = recording_location.session_id
+$$;
+
+-- True when the caller owns the session a recording object belongs to: the check behind the
+-- storage.objects policy, so supabase-js createSignedUrl works for the owner only.
+create function fred.owns_recording(bucket text, key text) returns boolean
+language sql stable security definer
+set search_path = ''
+as $$
+  select exists (
+    select 1 from fred.coaching_sessions s
+     where s.recording_bucket = owns_recording.bucket
+       and s.recording_key = owns_recording.key
+       and s.user_id is not null
+       and s.user_id = fred.current_uid())
+$$;
+
 -- Batch apply for the daemon: one call per batch, and a poison event (class 22, 54000)
 -- is reported in its row instead of failing its neighbours. Other errors abort the batch,
 -- so the daemon retries it whole.
@@ -327,7 +467,11 @@ begin
   idx := 0;
   for v_event in select e from jsonb_array_elements(events) e loop
     begin
-      result := fred.apply_livekit_event(v_event);
+      if v_event ->> 'event' like 'syncd\_%' then
+        result := fred.apply_syncd_event(v_event);
+      else
+        result := fred.apply_livekit_event(v_event);
+      end if;
       error_code := null;
       error_message := null;
     exception when data_exception or program_limit_exceeded then
@@ -388,6 +532,16 @@ begin
       execute pg_catalog.format('grant usage on schema fred to %I', v_role);
       execute pg_catalog.format('grant execute on function fred.apply_livekit_event(jsonb) to %I', v_role);
       execute pg_catalog.format('grant execute on function fred.apply_livekit_events(jsonb) to %I', v_role);
+      execute pg_catalog.format('grant execute on function fred.claim_egress_start(text, text, text) to %I', v_role);
+      execute pg_catalog.format('grant execute on function fred.recordings_to_verify(integer) to %I', v_role);
+      execute pg_catalog.format('grant execute on function fred.record_verification(uuid, boolean, bigint) to %I', v_role);
+      execute pg_catalog.format('grant execute on function fred.recording_location(uuid) to %I', v_role);
+    end if;
+  end loop;
+  -- The storage policy runs as the requesting user.
+  foreach v_role in array array['authenticated', 'service_role'] loop
+    if exists (select 1 from pg_catalog.pg_roles where rolname = v_role) then
+      execute pg_catalog.format('grant execute on function fred.owns_recording(text, text) to %I', v_role);
     end if;
   end loop;
 end

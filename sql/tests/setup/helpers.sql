@@ -74,3 +74,21 @@ exception when others then
   return sqlstate;
 end
 $$;
+
+-- Rows a statement returns when run as a request role with JWT claims (then the role is reset).
+create function fred_test.query_as(p_role text, p_sub text, p_sql text) returns jsonb
+language plpgsql as $$
+declare
+  r jsonb;
+begin
+  perform set_config('role', 'authenticator', true);
+  perform set_config('role', p_role, true);
+  perform set_config('request.jwt.claims',
+    (case when p_sub is null then jsonb_build_object('role', p_role)
+          else jsonb_build_object('sub', p_sub, 'role', p_role) end)::text, true);
+  execute format('select coalesce(jsonb_agg(to_jsonb(q)), ''[]'') from (%s) q', p_sql) into r;
+  perform set_config('role', 'none', true);
+  perform set_config('request.jwt.claims', '', true);
+  return r;
+end
+$$;

@@ -42,3 +42,22 @@ as $$
                   nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role')
 $$;
 grant usage on schema public to anon, authenticated, service_role;
+
+-- A minimal Supabase Storage: the objects table, with RLS, owned by the role that runs migrations.
+create schema if not exists storage;
+grant usage on schema storage to anon, authenticated, service_role;
+create table if not exists storage.objects (
+  id uuid primary key default gen_random_uuid(),
+  bucket_id text not null,
+  name text not null,
+  owner uuid,
+  created_at timestamptz default now()
+);
+alter table storage.objects enable row level security;
+grant select, insert, update, delete on storage.objects to anon, authenticated, service_role;
+do $storage_owner$ begin
+  if exists (select 1 from pg_roles where rolname = 'fred_owner') and current_database() <> 'fred_test_ext' then
+    grant usage on schema storage to fred_owner;
+    alter table storage.objects owner to fred_owner;
+  end if;
+end $storage_owner$;
