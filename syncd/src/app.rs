@@ -4,6 +4,8 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::drain::Drainer;
 use crate::metrics::Metrics;
+use crate::recording::{self, Recorder};
+use crate::s3::S3;
 use crate::spool::Spool;
 use crate::webhook::{self, Keyed, verify::Verifier};
 use axum::Router;
@@ -22,21 +24,63 @@ pub struct AppState {
     pub db: Db,
     pub metrics: Arc<Metrics>,
     pub drain_wakeup: Arc<Notify>,
+    /// Present when recording is on.
+    pub recorder: Option<Recorder>,
+    pub s3: Option<S3>,
+    /// Wakes the upload verifier after a batch lands.
+    pub verify_wakeup: Arc<Notify>,
 }
 
 impl AppState {
     pub fn new(config: &Config) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
+        let spool = Spool::open(&config.spool_dir)?;
+        let db = Db::new(&config.database_url)?;
+        let metrics = Metrics::new();
+        let drain_wakeup = Arc::new(Notify::new());
+        let recorder = Recorder::new(
+            config,
+            spool.clone(),
+            db.clone(),
+            metrics.clone(),
+            drain_wakeup.clone(),
+        );
+        if recorder.is_none() {
+            tracing::info!(
+                "recording is off: RECORDING_S3_ACCESS_KEY, RECORDING_S3_SECRET and RECORDING_S3_ENDPOINT must all be set (and SYNCD_RECORD not \"none\")"
+            );
+        }
         Ok(AppState {
             verifier: Verifier::new(&config.livekit.keys),
-            spool: Spool::open(&config.spool_dir)?,
-            db: Db::new(&config.database_url)?,
-            metrics: Metrics::new(),
-            drain_wakeup: Arc::new(Notify::new()),
+            spool,
+            db,
+            metrics,
+            drain_wakeup,
+            recorder,
+            s3: config.s3.as_ref().map(S3::new),
+            verify_wakeup: Arc::new(Notify::new()),
         })
     }
 
-    /// Work that follows an accepted webhook without delaying its answer.
-    pub fn after_accept(&self, _keyed: &Keyed, _body: &[u8]) {}
+    /// Work that follows an accepted webhook without delaying its answer: a new room gets its
+    /// recording started, or its row marked `disabled`.
+    pub fn after_accept(&self, keyed: &Keyed) {
+        if keyed.event.as_deref() != Some("room_started") {
+            return;
+        }
+        let (Some(sid), Some(name)) = (keyed.room_sid.clone(), keyed.room_name.clone()) else {
+            return;
+        };
+        match &self.recorder {
+            Some(r) if r.wants(&name) => r.on_room_started(sid, name),
+            _ => {
+                let (spool, wake) = (self.spool.clone(), self.drain_wakeup.clone());
+                tokio::spawn(async move {
+                    recording::spool_event(&spool, &wake, recording::disabled_event(&sid, &name))
+                        .await
+                });
+            }
+        }
+    }
 }
 
 pub fn router(state: AppState, max_body: usize) -> Router {
@@ -113,6 +157,7 @@ pub async fn start(
         db: state.db.clone(),
         metrics: state.metrics.clone(),
         wake: state.drain_wakeup.clone(),
+        landed: state.verify_wakeup.clone(),
     };
     let mut http_stop = stop_rx.clone();
     let app = router(state.clone(), config.max_body);
@@ -127,12 +172,22 @@ pub async fn start(
             tracing::error!(error = %e, "http server failed");
         }
     });
-    let drain = tokio::spawn(drainer.run(stop_rx));
+    let drain = tokio::spawn(drainer.run(stop_rx.clone()));
+    let mut tasks = vec![server, drain];
+    if let Some(s3) = state.s3.clone() {
+        tasks.push(tokio::spawn(recording::verify_loop(
+            state.db.clone(),
+            s3,
+            state.verify_wakeup.clone(),
+            std::time::Duration::from_secs(30),
+            stop_rx.clone(),
+        )));
+    }
     tracing::info!(%addr, spool = %state.spool.path().display(), "syncd listening");
     Ok(Running {
         addr,
         state,
         stop,
-        tasks: vec![server, drain],
+        tasks,
     })
 }

@@ -33,6 +33,8 @@ pub struct Config {
     pub record: Record,
     pub jobs: Jobs,
     pub log_json: bool,
+    /// Per-request timeout of Egress API calls.
+    pub egress_timeout: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -279,6 +281,7 @@ impl Config {
                 ));
             }
         };
+        let egress_timeout = v.duration("SYNCD_EGRESS_TIMEOUT", "10s")?;
         Ok(Config {
             database_url,
             livekit: LiveKit { url, keys },
@@ -289,6 +292,7 @@ impl Config {
             record,
             jobs,
             log_json,
+            egress_timeout,
         })
     }
 }

@@ -60,6 +60,8 @@ pub struct Drainer {
     pub db: Db,
     pub metrics: Arc<Metrics>,
     pub wake: Arc<Notify>,
+    /// Told after each batch lands (the upload verifier listens).
+    pub landed: Arc<Notify>,
 }
 
 fn backoff(attempt: u32, cap: Duration) -> Duration {
@@ -175,6 +177,7 @@ impl Drainer {
                 }
             }
         }
+        self.landed.notify_one();
         if let Err(e) = self.spool.complete(done).await {
             // Not fatal: they will be re-applied and answered as duplicates.
             tracing::error!(error = %e, "could not mark events drained");

@@ -18,6 +18,14 @@ enum Command {
     Serve,
     /// Validate the configuration and the connections, then exit.
     Check,
+    /// Print a presigned GET URL for a session's recording (at most 7 days).
+    RecordingUrl {
+        /// The session id (uuid).
+        session_id: String,
+        /// How long the URL stays valid, like 15m, 1h or 7d.
+        #[arg(long, default_value = "1h")]
+        expires: String,
+    },
     /// Inspect or replay events set aside as poison.
     Quarantine {
         #[command(subcommand)]
@@ -67,6 +75,10 @@ async fn main() -> ExitCode {
         Command::Serve => serve(config).await,
         Command::Check => check(config).await,
         Command::Quarantine { action } => quarantine(config, action).await,
+        Command::RecordingUrl {
+            session_id,
+            expires,
+        } => recording_url(config, &session_id, &expires).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -127,5 +139,33 @@ async fn quarantine(config: Config, action: QuarantineAction) -> Result<(), BoxE
             println!("replayed {n}");
         }
     }
+    Ok(())
+}
+
+async fn recording_url(config: Config, session_id: &str, expires: &str) -> Result<(), BoxError> {
+    let expires =
+        humantime::parse_duration(expires).map_err(|e| format!("--expires {expires:?}: {e}"))?;
+    let s3_config = config.s3.as_ref().ok_or(
+        "RECORDING_S3_ACCESS_KEY, RECORDING_S3_SECRET and RECORDING_S3_ENDPOINT must be set",
+    )?;
+    let s3 = syncd::s3::S3::new(s3_config);
+    let db = syncd::db::Db::new(&config.database_url)?;
+    let client = db.client().await?;
+    let rows = client
+        .query_typed(
+            "select bucket, key, status from fred.recording_location($1::text::uuid)",
+            &[(&session_id, tokio_postgres::types::Type::TEXT)],
+        )
+        .await
+        .map_err(|e| format!("session {session_id}: {e}"))?;
+    let row = rows
+        .first()
+        .ok_or_else(|| format!("no session {session_id}"))?;
+    let (bucket, key, status): (Option<String>, Option<String>, Option<String>) =
+        (row.get(0), row.get(1), row.get(2));
+    let key =
+        key.ok_or_else(|| format!("session {session_id} has no recording (status {status:?})"))?;
+    let bucket = bucket.unwrap_or_else(|| s3.bucket.clone());
+    println!("{}", s3.presign_get(&bucket, &key, expires).await?);
     Ok(())
 }

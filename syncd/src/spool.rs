@@ -93,6 +93,8 @@ create table if not exists quarantine (
 create table if not exists seen (event_id text primary key, drained_at integer not null);
 create index if not exists seen_drained_at on seen (drained_at);
 create table if not exists probe (id integer primary key, at integer not null);
+-- Room instances this node has started (or is starting) a recording for.
+create table if not exists claims (room_sid text primary key, claimed_at integer not null);
 ";
 
 fn open(path: &Path) -> Result<Connection, SpoolError> {
@@ -291,6 +293,18 @@ impl Spool {
     pub async fn prune_seen(&self, secs: i64) -> Result<usize, SpoolError> {
         self.with_conn(move |c| c.execute("delete from seen where drained_at < ?1", [now() - secs]))
             .await
+    }
+
+    /// True when this node is the first to claim the recording start for the room.
+    pub async fn claim(&self, room_sid: String) -> Result<bool, SpoolError> {
+        self.with_conn(move |c| {
+            c.execute(
+                "insert or ignore into claims (room_sid, claimed_at) values (?1, ?2)",
+                params![room_sid, now()],
+            )
+            .map(|n| n == 1)
+        })
+        .await
     }
 
     pub async fn seen(&self, key: String) -> Result<bool, SpoolError> {

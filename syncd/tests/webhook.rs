@@ -463,14 +463,14 @@ async fn every_order_gives_the_same_row() {
         .unwrap()
         .to_string()
         .replace(&reference, "T");
-    for n in 0..perms.len() {
+    for (n, order) in perms.iter().enumerate() {
         let tag = format!("{run}p{n}");
         let got = outcome(&pg, &format!("RM_{tag}"))
             .await
             .unwrap()
             .to_string()
             .replace(&tag, "T");
-        assert_eq!(got, want, "order {:?}", perms[n]);
+        assert_eq!(got, want, "order {order:?}");
     }
     d.running.shutdown().await;
 }

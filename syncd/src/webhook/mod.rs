@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, PartialEq)]
 pub struct Keyed {
     pub key: String,
-    pub room: Option<String>,
+    pub room_sid: Option<String>,
+    pub room_name: Option<String>,
     pub event: Option<String>,
     pub quarantine: Option<&'static str>,
 }
@@ -26,7 +27,8 @@ pub struct Keyed {
 pub fn key_body(body: &[u8]) -> Keyed {
     let by_hash = |why| Keyed {
         key: format!("sha256:{:x}", Sha256::digest(body)),
-        room: None,
+        room_sid: None,
+        room_name: None,
         event: None,
         quarantine: Some(why),
     };
@@ -35,15 +37,18 @@ pub fn key_body(body: &[u8]) -> Keyed {
     };
     match o.get("id") {
         Some(Value::String(id)) if !id.is_empty() => {
-            let room = o
-                .get("room")
-                .and_then(|r| r.get("sid").or_else(|| r.get("name")))
-                .and_then(Value::as_str)
-                .map(str::to_owned);
+            let room = |k: &str| {
+                o.get("room")
+                    .and_then(|r| r.get(k))
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+            };
             let event = o.get("event").and_then(Value::as_str).map(str::to_owned);
             Keyed {
                 key: id.clone(),
-                room,
+                room_sid: room("sid"),
+                room_name: room("name"),
                 event,
                 quarantine: None,
             }
@@ -77,7 +82,7 @@ pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Byte
                 tracing::warn!(key = %keyed.key, reason = why, "signed body quarantined");
             }
             app.drain_wakeup.notify_one();
-            app.after_accept(&keyed, &body);
+            app.after_accept(&keyed);
             (StatusCode::OK, "ok\n").into_response()
         }
         Ok(Put::Duplicate) => {
@@ -105,7 +110,7 @@ mod tests {
     fn keys_by_id_or_by_hash() {
         let k = key_body(br#"{"event":"room_started","id":"EV_1","room":{"sid":"RM_1"}}"#);
         assert_eq!(
-            (k.key.as_str(), k.room.as_deref(), k.quarantine),
+            (k.key.as_str(), k.room_sid.as_deref(), k.quarantine),
             ("EV_1", Some("RM_1"), None)
         );
         let k = key_body(b"not json");

@@ -1,6 +1,9 @@
 //! Shared test harness: a real Postgres, syncd in-process, and webhooks signed as LiveKit signs them.
 #![allow(dead_code)]
 
+pub mod fake_egress;
+pub mod s3_server;
+
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};

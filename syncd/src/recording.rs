@@ -1,0 +1,238 @@
+//! Recordings: start an egress when a room starts, and confirm finished uploads in S3.
+//!
+//! A start never blocks the webhook: it runs in the background, and what it learns (the
+//! egress id or the failure) is spooled as a `syncd_*` event, so it reaches Postgres through
+//! the same durable path, in order, after the room's own `room_started`.
+
+use crate::config::{Config, Record, S3 as S3Config};
+use crate::db::{Db, DbError};
+use crate::egress::Egress;
+use crate::metrics::{Metrics, Outcome};
+use crate::s3::S3;
+use crate::spool::Spool;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_postgres::types::Type;
+
+#[derive(Clone)]
+pub struct Recorder {
+    egress: Egress,
+    s3: S3Config,
+    policy: Record,
+    spool: Spool,
+    db: Db,
+    metrics: Arc<Metrics>,
+    wake: Arc<Notify>,
+    instance: String,
+}
+
+pub fn instance_name() -> String {
+    format!(
+        "{}:{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "syncd".into()),
+        std::process::id()
+    )
+}
+
+impl Recorder {
+    /// `None` when recording is off (no S3 configured, or SYNCD_RECORD=none).
+    pub fn new(
+        config: &Config,
+        spool: Spool,
+        db: Db,
+        metrics: Arc<Metrics>,
+        wake: Arc<Notify>,
+    ) -> Option<Recorder> {
+        let (s3, url) = (config.s3.as_ref()?, config.livekit.url.as_ref()?);
+        if !config.record.all {
+            return None;
+        }
+        let (key, secret) = &config.livekit.keys[0];
+        Some(Recorder {
+            egress: Egress::new(url, key, secret, config.egress_timeout),
+            s3: s3.clone(),
+            policy: config.record.clone(),
+            spool,
+            db,
+            metrics,
+            wake,
+            instance: instance_name(),
+        })
+    }
+
+    pub fn wants(&self, room_name: &str) -> bool {
+        self.policy
+            .prefix
+            .as_deref()
+            .is_none_or(|p| room_name.starts_with(p))
+    }
+
+    /// Starts the recording of a room instance in the background.
+    pub fn on_room_started(&self, room_sid: String, room_name: String) {
+        let me = self.clone();
+        tokio::spawn(async move { me.start(room_sid, room_name).await });
+    }
+
+    async fn start(self, sid: String, name: String) {
+        // Never twice for one room instance: claim it on local disk, then in Postgres if it
+        // answers quickly. Two replicas that both start while Postgres is down is the one case
+        // left; the reconcile job stops the extra egress.
+        match self.spool.claim(sid.clone()).await {
+            Ok(false) => return,
+            Ok(true) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, room = %name, "could not claim the egress start locally")
+            }
+        }
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            claim_in_postgres(&self.db, &sid, &name, &self.instance),
+        )
+        .await
+        {
+            Ok(Ok(false)) => {
+                self.count("claimed_elsewhere");
+                return;
+            }
+            Ok(Ok(true)) => {}
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, room = %name, "egress claim not recorded in Postgres; relying on the local claim")
+            }
+            Err(_) => {
+                tracing::info!(room = %name, "Postgres slow; relying on the local egress claim")
+            }
+        }
+        let event = match self.egress.start(&name, &self.s3).await {
+            Ok(info) => {
+                self.count("started");
+                let id = info
+                    .get("egress_id")
+                    .or_else(|| info.get("egressId"))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                tracing::info!(room = %name, egress_id = %id, "recording started");
+                json!({"event": "syncd_egress_started", "id": format!("SY_started_{sid}"), "room": {"sid": sid, "name": name}, "egress_id": id})
+            }
+            Err(e) => {
+                self.count("unavailable");
+                tracing::warn!(room = %name, error = %e, "recording could not start; the call goes on without one");
+                json!({"event": "syncd_egress_failed", "id": format!("SY_failed_{sid}"), "room": {"sid": sid, "name": name}, "error": e.to_string()})
+            }
+        };
+        spool_event(&self.spool, &self.wake, event).await;
+    }
+
+    fn count(&self, outcome: &str) {
+        self.metrics
+            .recordings
+            .get_or_create(&Outcome {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// Spools a syncd event, retrying for a while: it carries what only this process knows.
+pub async fn spool_event(spool: &Spool, wake: &Notify, event: Value) {
+    let key = event["id"].as_str().unwrap_or_default().to_owned();
+    let body = event.to_string().into_bytes();
+    for attempt in 0..60 {
+        match spool.put(key.clone(), body.clone(), None).await {
+            Ok(_) => {
+                wake.notify_one();
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, key = %key, attempt, "could not spool a syncd event; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    tracing::error!(key = %key, event = %event, "gave up spooling a syncd event");
+}
+
+/// The record of a room whose recording is off, so the row says `disabled`.
+pub fn disabled_event(sid: &str, name: &str) -> Value {
+    json!({"event": "syncd_recording_disabled", "id": format!("SY_disabled_{sid}"), "room": {"sid": sid, "name": name}})
+}
+
+async fn claim_in_postgres(
+    db: &Db,
+    sid: &str,
+    name: &str,
+    instance: &str,
+) -> Result<bool, DbError> {
+    let c = db.client().await?;
+    let rows = c
+        .query_typed(
+            "select fred.claim_egress_start($1, $2, $3)",
+            &[
+                (&sid, Type::TEXT),
+                (&name, Type::TEXT),
+                (&instance, Type::TEXT),
+            ],
+        )
+        .await?;
+    Ok(rows.first().map(|r| r.get::<_, bool>(0)).unwrap_or(false))
+}
+
+/// Confirms finished uploads: `ready` with the object's size, or `missing`. A failed S3 request
+/// changes nothing and is retried on the next pass. Returns how many rows changed.
+pub async fn verify_pending(db: &Db, s3: &S3) -> Result<usize, DbError> {
+    let c = db.client().await?;
+    let rows = c
+        .query_typed(
+            "select session_id::text, bucket, key from fred.recordings_to_verify(100)",
+            &[],
+        )
+        .await?;
+    let mut changed = 0;
+    for r in rows {
+        let id: String = r.get(0);
+        let bucket: Option<String> = r.get(1);
+        let key: String = r.get(2);
+        let bucket = bucket.unwrap_or_else(|| s3.bucket.clone());
+        let (found, bytes) = match s3.head(&bucket, &key).await {
+            Ok(Some(size)) => (true, Some(size)),
+            Ok(None) => (false, None),
+            Err(e) => {
+                tracing::warn!(error = %e, bucket = %bucket, key = %key, "HeadObject failed; will retry");
+                continue;
+            }
+        };
+        c.query_typed(
+            "select fred.record_verification($1::text::uuid, $2, $3)",
+            &[
+                (&id, Type::TEXT),
+                (&found, Type::BOOL),
+                (&bytes, Type::INT8),
+            ],
+        )
+        .await?;
+        tracing::info!(bucket = %bucket, key = %key, found, "recording verified");
+        changed += 1;
+    }
+    Ok(changed)
+}
+
+/// Runs verification every `every` and whenever woken (after a batch lands).
+pub async fn verify_loop(
+    db: Db,
+    s3: S3,
+    wake: Arc<Notify>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(e) = verify_pending(&db, &s3).await {
+            tracing::debug!(error = %e, "verification pass failed");
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
