@@ -3,6 +3,7 @@
 use crate::config::Config;
 use crate::db::Db;
 use crate::drain::Drainer;
+use crate::jobs;
 use crate::metrics::Metrics;
 use crate::recording::{self, Recorder};
 use crate::s3::S3;
@@ -182,6 +183,26 @@ pub async fn start(
             std::time::Duration::from_secs(30),
             stop_rx.clone(),
         )));
+    }
+    let ctx = jobs::Context::new(
+        config,
+        state.db.clone(),
+        state.metrics.clone(),
+        recording::instance_name(),
+    );
+    for (job, schedule) in [
+        (jobs::Job::Reconcile, &config.jobs.reconcile),
+        (jobs::Job::Stale, &config.jobs.stale),
+        (jobs::Job::Retention, &config.jobs.retention),
+    ] {
+        if let Some(schedule) = schedule.clone() {
+            tasks.push(tokio::spawn(jobs::schedule_loop(
+                ctx.clone(),
+                job,
+                schedule,
+                stop_rx.clone(),
+            )));
+        }
     }
     tracing::info!(%addr, spool = %state.spool.path().display(), "syncd listening");
     Ok(Running {

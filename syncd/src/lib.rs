@@ -6,6 +6,7 @@ pub mod config;
 pub mod db;
 pub mod drain;
 pub mod egress;
+pub mod jobs;
 pub mod metrics;
 pub mod recording;
 pub mod s3;

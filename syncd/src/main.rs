@@ -26,6 +26,11 @@ enum Command {
         #[arg(long, default_value = "1h")]
         expires: String,
     },
+    /// Run one scheduled job once, now, and exit: reconcile, stale or retention.
+    RunJob {
+        /// reconcile | stale | retention
+        job: String,
+    },
     /// Inspect or replay events set aside as poison.
     Quarantine {
         #[command(subcommand)]
@@ -75,6 +80,7 @@ async fn main() -> ExitCode {
         Command::Serve => serve(config).await,
         Command::Check => check(config).await,
         Command::Quarantine { action } => quarantine(config, action).await,
+        Command::RunJob { job } => run_job(config, &job).await,
         Command::RecordingUrl {
             session_id,
             expires,
@@ -167,5 +173,18 @@ async fn recording_url(config: Config, session_id: &str, expires: &str) -> Resul
         key.ok_or_else(|| format!("session {session_id} has no recording (status {status:?})"))?;
     let bucket = bucket.unwrap_or_else(|| s3.bucket.clone());
     println!("{}", s3.presign_get(&bucket, &key, expires).await?);
+    Ok(())
+}
+
+async fn run_job(config: Config, name: &str) -> Result<(), BoxError> {
+    let job = syncd::jobs::Job::parse(name)
+        .ok_or_else(|| format!("unknown job {name:?}: use reconcile, stale or retention"))?;
+    let db = syncd::db::Db::new(&config.database_url)?;
+    let metrics = syncd::metrics::Metrics::new();
+    let ctx = syncd::jobs::Context::new(&config, db, metrics, syncd::recording::instance_name());
+    match syncd::jobs::run_tick(&ctx, job, chrono::Utc::now()).await? {
+        Some(changed) => println!("{{\"job\": \"{}\", \"changed\": {changed}}}", job.name()),
+        None => println!("{{\"job\": \"{}\", \"skipped\": true}}", job.name()),
+    }
     Ok(())
 }

@@ -448,6 +448,138 @@ as $$
        and s.user_id = fred.current_uid())
 $$;
 
+-- Scheduled jobs: one row per job and tick. The first replica to insert a tick runs it; a
+-- replica that dies mid-run blocks nothing, since the next tick is a new row. Works through a
+-- transaction-mode pooler, unlike session advisory locks.
+create table fred.job_runs (
+  job         text not null check (job in ('reconcile', 'stale', 'retention')),
+  tick        timestamptz not null,
+  runner      text not null,
+  started_at  timestamptz not null default now(),
+  finished_at timestamptz,
+  changed     integer,
+  error       text,
+  primary key (job, tick)
+);
+alter table fred.job_runs enable row level security;
+
+create function fred.claim_job_tick(job text, tick timestamptz, runner text) returns boolean
+language sql volatile security definer
+set search_path = ''
+as $$
+  with claimed as (
+    insert into fred.job_runs as r (job, tick, runner)
+    values (claim_job_tick.job, claim_job_tick.tick, claim_job_tick.runner)
+    on conflict do nothing
+    returning 1)
+  select exists (select 1 from claimed)
+$$;
+
+create function fred.finish_job_run(job text, tick timestamptz, changed integer, error text default null) returns void
+language sql volatile security definer
+set search_path = ''
+as $$
+  update fred.job_runs r
+     set finished_at = now(), changed = finish_job_run.changed, error = left(finish_job_run.error, 2000)
+   where r.job = finish_job_run.job and r.tick = finish_job_run.tick
+$$;
+
+-- Sessions whose recording may have missed its webhooks: still starting or recording with no
+-- news for `quiet`, or ended that long ago without a final egress status.
+create function fred.reconcile_candidates(quiet interval, max_rows integer default 200)
+returns table (session_id uuid, room_name text, room_sid text, egress_id text)
+language sql stable security definer
+set search_path = ''
+as $$
+  select s.id, s.room_name, s.room_sid, s.egress_id
+    from fred.coaching_sessions s
+   where (s.recording_status in ('starting', 'recording')
+          and coalesce(s.last_event_at, s.updated_at) < now() - reconcile_candidates.quiet)
+      or (s.status = 'ended' and s.ended_at < now() - reconcile_candidates.quiet
+          and s.egress_id is not null
+          and coalesce(s.egress_status, '') not in ('EGRESS_COMPLETE', 'EGRESS_FAILED', 'EGRESS_ABORTED', 'EGRESS_LIMIT_REACHED')
+          and coalesce(s.recording_status, '') not in ('disabled', 'unavailable', 'lost', 'deleted'))
+   order by s.updated_at
+   limit greatest(1, least(1000, coalesce(reconcile_candidates.max_rows, 200)))
+$$;
+
+-- LiveKit no longer knows the egress: the recording is lost.
+create function fred.mark_egress_lost(session_id uuid, reason text) returns boolean
+language sql volatile security definer
+set search_path = ''
+as $$
+  with lost as (
+    update fred.coaching_sessions s
+       set recording_status = 'lost', recording_error = left(mark_egress_lost.reason, 1000), updated_at = now()
+     where s.id = mark_egress_lost.session_id
+       and coalesce(s.egress_status, '') not in ('EGRESS_COMPLETE', 'EGRESS_FAILED', 'EGRESS_ABORTED', 'EGRESS_LIMIT_REACHED')
+       and coalesce(s.recording_status, '') not in ('disabled', 'deleted', 'lost')
+    returning 1)
+  select exists (select 1 from lost)
+$$;
+
+-- Ends sessions with no event for `quiet`: ended_at is their last activity.
+create function fred.close_stale_sessions(quiet interval) returns integer
+language sql volatile security definer
+set search_path = ''
+as $$
+  with closed as (
+    update fred.coaching_sessions s
+       set status = 'ended',
+           ended_at = coalesce(s.last_event_at, s.started_at, s.created_at),
+           end_reason = 'stale',
+           updated_at = now()
+     where s.status = 'active'
+       and coalesce(s.last_event_at, s.started_at, s.created_at) < now() - close_stale_sessions.quiet
+    returning 1)
+  select count(*)::integer from closed
+$$;
+
+-- Recordings older than `days` (by the call's end, else its start), still to delete from S3.
+create function fred.recordings_to_delete(days integer, max_rows integer default 200)
+returns table (session_id uuid, bucket text, key text)
+language sql stable security definer
+set search_path = ''
+as $$
+  select s.id, s.recording_bucket, s.recording_key
+    from fred.coaching_sessions s
+   where s.recording_key is not null
+     and coalesce(s.recording_status, '') <> 'deleted'
+     and coalesce(s.ended_at, s.started_at, s.created_at) < now() - make_interval(days => recordings_to_delete.days)
+   order by coalesce(s.ended_at, s.started_at, s.created_at)
+   limit greatest(1, least(1000, coalesce(recordings_to_delete.max_rows, 200)))
+$$;
+
+-- Called only after DeleteObject succeeded, so a crash in between leaves the row to retry.
+create function fred.mark_recording_deleted(session_id uuid) returns boolean
+language sql volatile security definer
+set search_path = ''
+as $$
+  with deleted as (
+    update fred.coaching_sessions s
+       set recording_status = 'deleted', recording_url = null, recording_key = null, recording_bucket = null,
+           recording_bytes = null, recording_duration_ms = null, recording_verified_at = null,
+           recording_error = null, updated_at = now()
+     where s.id = mark_recording_deleted.session_id and s.recording_key is not null
+    returning 1)
+  select exists (select 1 from deleted)
+$$;
+
+-- Clears transcripts and outcomes older than `days`; returns how many sessions changed.
+create function fred.purge_transcripts(days integer) returns integer
+language sql volatile security definer
+set search_path = ''
+as $$
+  with purged as (
+    update fred.coaching_sessions s
+       set transcript_json = null, transcript_entries = 0, summary = null, decisions = null, next_actions = null,
+           updated_at = now()
+     where (s.transcript_json is not null or s.summary is not null or s.decisions is not null or s.next_actions is not null)
+       and coalesce(s.ended_at, s.started_at, s.created_at) < now() - make_interval(days => purge_transcripts.days)
+    returning 1)
+  select count(*)::integer from purged
+$$;
+
 -- Batch apply for the daemon: one call per batch, and a poison event (class 22, 54000)
 -- is reported in its row instead of failing its neighbours. Other errors abort the batch,
 -- so the daemon retries it whole.
@@ -536,6 +668,14 @@ begin
       execute pg_catalog.format('grant execute on function fred.recordings_to_verify(integer) to %I', v_role);
       execute pg_catalog.format('grant execute on function fred.record_verification(uuid, boolean, bigint) to %I', v_role);
       execute pg_catalog.format('grant execute on function fred.recording_location(uuid) to %I', v_role);
+      execute pg_catalog.format('grant execute on function fred.claim_job_tick(text, timestamptz, text) to %I', v_role);
+      execute pg_catalog.format('grant execute on function fred.finish_job_run(text, timestamptz, integer, text) to %I', v_role);
+      execute pg_catalog.format('grant execute on function fred.reconcile_candidates(interval, integer) to %I', v_role);
+      execute pg_catalog.format('grant execute on function fred.mark_egress_lost(uuid, text) to %I', v_role);
+      execute pg_catalog.format('grant execute on function fred.close_stale_sessions(interval) to %I', v_role);
+      execute pg_catalog.format('grant execute on function fred.recordings_to_delete(integer, integer) to %I', v_role);
+      execute pg_catalog.format('grant execute on function fred.mark_recording_deleted(uuid) to %I', v_role);
+      execute pg_catalog.format('grant execute on function fred.purge_transcripts(integer) to %I', v_role);
     end if;
   end loop;
   -- The storage policy runs as the requesting user.

@@ -1,0 +1,59 @@
+//! Retention: delete recordings (S3 first, then the row) and transcripts older than their
+//! configured age. Idempotent and resumable: a row keeps its key until its object is gone.
+
+use super::{Context, JobError};
+use tokio_postgres::types::Type;
+
+pub async fn run(ctx: &Context) -> Result<usize, JobError> {
+    let mut changed = 0;
+    if let Some(days) = ctx.jobs.recording_retention_days {
+        let s3 = ctx.s3.as_ref().ok_or(JobError::NotConfigured(
+            "RECORDING_RETENTION_DAYS needs the RECORDING_S3_* settings",
+        ))?;
+        let days = days as i32;
+        let c = ctx.db.client().await?;
+        loop {
+            let rows = c
+                .query_typed(
+                    "select session_id::text, bucket, key from fred.recordings_to_delete($1, 200)",
+                    &[(&days, Type::INT4)],
+                )
+                .await?;
+            let mut progressed = false;
+            for r in &rows {
+                let (id, bucket, key): (String, Option<String>, String) =
+                    (r.get(0), r.get(1), r.get(2));
+                let bucket = bucket.unwrap_or_else(|| s3.bucket.clone());
+                if let Err(e) = s3.delete(&bucket, &key).await {
+                    tracing::warn!(error = %e, bucket = %bucket, key = %key, "DeleteObject failed; will retry next run");
+                    continue;
+                }
+                let marked: bool = c
+                    .query_typed(
+                        "select fred.mark_recording_deleted($1::text::uuid)",
+                        &[(&id, Type::TEXT)],
+                    )
+                    .await?
+                    .first()
+                    .map(|r| r.get(0))
+                    .unwrap_or(false);
+                if marked {
+                    changed += 1;
+                    progressed = true;
+                }
+            }
+            if rows.len() < 200 || !progressed {
+                break;
+            }
+        }
+    }
+    if let Some(days) = ctx.jobs.transcript_retention_days {
+        let c = ctx.db.client().await?;
+        let days = days as i32;
+        let rows = c
+            .query_typed("select fred.purge_transcripts($1)", &[(&days, Type::INT4)])
+            .await?;
+        changed += rows.first().map(|r| r.get::<_, i32>(0)).unwrap_or(0) as usize;
+    }
+    Ok(changed)
+}
