@@ -259,6 +259,22 @@ async fn recording_off_marks_disabled_but_never_over_egress_state() {
     d.running.shutdown().await;
 }
 
+/// Runs `syncd recording-url` as an operator would.
+fn recording_url(id: &str, expires: &str, s3: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_syncd"))
+        .args(["recording-url", id, "--expires", expires])
+        .env_clear()
+        .env("DATABASE_URL", db_url())
+        .env("LIVEKIT_API_KEY", KEY)
+        .env("LIVEKIT_API_SECRET", SECRET)
+        .env("SYNCD_RECORD", "none")
+        .env("RECORDING_S3_ACCESS_KEY", AK)
+        .env("RECORDING_S3_SECRET", SK)
+        .env("RECORDING_S3_ENDPOINT", s3)
+        .output()
+        .unwrap()
+}
+
 fn egress_ended(sid: &str, name: &str, egress: &str, key: &str, endpoint: &str) -> Vec<u8> {
     json!({"event": "egress_ended", "id": format!("EV_{sid}_end"), "createdAt": now().to_string(),
            "room": {"sid": sid, "name": name},
@@ -326,18 +342,7 @@ async fn completed_upload_is_verified_and_playable() {
     assert!(verified);
 
     // `syncd recording-url` gives a URL that downloads the object; a tampered one does not.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_syncd"))
-        .args(["recording-url", &id, "--expires", "10m"])
-        .env_clear()
-        .env("DATABASE_URL", db_url())
-        .env("LIVEKIT_API_KEY", KEY)
-        .env("LIVEKIT_API_SECRET", SECRET)
-        .env("SYNCD_RECORD", "none")
-        .env("RECORDING_S3_ACCESS_KEY", AK)
-        .env("RECORDING_S3_SECRET", SK)
-        .env("RECORDING_S3_ENDPOINT", &s3.url)
-        .output()
-        .unwrap();
+    let out = recording_url(&id, "10m", &s3.url);
     assert!(
         out.status.success(),
         "{}",
@@ -360,18 +365,7 @@ async fn completed_upload_is_verified_and_playable() {
         403,
         "a tampered URL is refused"
     );
-    let too_long = std::process::Command::new(env!("CARGO_BIN_EXE_syncd"))
-        .args(["recording-url", &id, "--expires", "8d"])
-        .env_clear()
-        .env("DATABASE_URL", db_url())
-        .env("LIVEKIT_API_KEY", KEY)
-        .env("LIVEKIT_API_SECRET", SECRET)
-        .env("SYNCD_RECORD", "none")
-        .env("RECORDING_S3_ACCESS_KEY", AK)
-        .env("RECORDING_S3_SECRET", SK)
-        .env("RECORDING_S3_ENDPOINT", &s3.url)
-        .output()
-        .unwrap();
+    let too_long = recording_url(&id, "8d", &s3.url);
     assert!(!too_long.status.success(), "more than 7 days is refused");
 
     // An upload that never arrived is `missing`.
