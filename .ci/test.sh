@@ -32,5 +32,11 @@ psql -X -q -v ON_ERROR_STOP=1 -U postgres -d postgres <<'SQL'
 drop database if exists fred_syncd_test with (force);
 create database fred_syncd_test;
 SQL
-psql -X -q -v ON_ERROR_STOP=1 -U postgres -d fred_syncd_test -c 'create extension fred'
-FRED_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:5432/fred_syncd_test" cargo test -p syncd
+psql -X -q -v ON_ERROR_STOP=1 -U postgres -d fred_syncd_test <<'SQL'
+create extension fred;
+-- The daemon runs as its least-privilege role in the tests too.
+alter role fred_syncd login password 'fred_syncd';
+SQL
+export FRED_TEST_DATABASE_URL="postgres://fred_syncd:fred_syncd@127.0.0.1:5432/fred_syncd_test"
+export FRED_TEST_ADMIN_URL="postgres://postgres@127.0.0.1:5432/fred_syncd_test"
+cargo test -p syncd

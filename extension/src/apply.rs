@@ -7,24 +7,100 @@
 use crate::error::Result;
 use crate::event::{self, EgressStatus, Event, Kind};
 use pgrx::datum::DatumWithOid;
-use pgrx::spi::{Spi, SpiClient};
+use pgrx::pg_sys::PgOid;
+use pgrx::spi::{OwnedPreparedStatement, Spi, SpiClient, SpiTupleTable};
 use serde_json::Value;
+use std::cell::RefCell;
+use std::collections::HashMap;
 
-const TS: &str = "timestamptz 'epoch' + %s * interval '1 microsecond'";
-
-fn ts(param: &str) -> String {
-    TS.replace("%s", param)
+thread_local! {
+    /// Plans kept for the life of the backend: each statement is parsed and planned once, not
+    /// on every event (Postgres's plan cache still revalidates them after DDL).
+    static PLANS: RefCell<HashMap<&'static str, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
 }
 
-fn one_text(client: &mut SpiClient<'_>, sql: &str, args: &[DatumWithOid<'_>]) -> Option<String> {
-    let table = client
-        .update(sql, Some(1), args)
-        .expect("fred: SPI statement failed");
+/// Runs one of this module's statements through its kept plan.
+fn run<'c>(
+    client: &mut SpiClient<'c>,
+    sql: &'static str,
+    args: &[DatumWithOid<'_>],
+) -> SpiTupleTable<'c> {
+    PLANS.with(|plans| {
+        let mut plans = plans.borrow_mut();
+        if !plans.contains_key(sql) {
+            let types: Vec<PgOid> = args.iter().map(|a| PgOid::from_untagged(a.oid())).collect();
+            let plan = client
+                .prepare_mut(sql, &types)
+                .expect("fred: prepare")
+                .keep();
+            plans.insert(sql, plan);
+        }
+        client
+            .update(&plans[sql], None, args)
+            .expect("fred: SPI statement failed")
+    })
+}
+
+fn one_text(
+    client: &mut SpiClient<'_>,
+    sql: &'static str,
+    args: &[DatumWithOid<'_>],
+) -> Option<String> {
+    let table = run(client, sql, args);
     if table.is_empty() {
         return None;
     }
     table.first().get_one::<String>().expect("fred: SPI result")
 }
+
+const LEDGER: &str = "insert into fred.livekit_events (event_id, event_type, room_sid, room_name, created_at, outcome)
+     values ($1, $2, $3, $4, timestamptz 'epoch' + $5 * interval '1 microsecond', $6)
+     on conflict (event_id) do nothing returning event_id";
+
+const ROOM_UPDATE: &str = "update fred.coaching_sessions s set
+       started_at    = least(s.started_at, timestamptz 'epoch' + $2 * interval '1 microsecond',
+                             timestamptz 'epoch' + $3 * interval '1 microsecond'),
+       last_event_at = greatest(s.last_event_at, coalesce(timestamptz 'epoch' + $3 * interval '1 microsecond', now())),
+       user_id       = coalesce($4::uuid, s.user_id),
+       status        = case when $5 then 'ended' else s.status end,
+       ended_at      = case when not $5 then s.ended_at
+                            when s.end_reason is not null then coalesce(timestamptz 'epoch' + $3 * interval '1 microsecond', now())
+                            else greatest(s.ended_at, coalesce(timestamptz 'epoch' + $3 * interval '1 microsecond', now())) end,
+       end_reason    = case when $5 then null else s.end_reason end,
+       updated_at    = now()
+     where s.id = $1::uuid
+     returning s.room_name, s.egress_id, s.egress_status, s.egress_updated_ns, s.recording_status";
+
+const EGRESS_UPDATE: &str = "update fred.coaching_sessions s set
+       egress_id             = coalesce(s.egress_id, $2),
+       egress_status         = $3,
+       egress_updated_ns     = $4,
+       recording_status      = $5,
+       recording_url         = case when $12 then s.recording_url else $6 end,
+       recording_bucket      = case when $12 then s.recording_bucket else $7 end,
+       recording_key         = case when $12 then s.recording_key else $8 end,
+       recording_bytes       = case when $12 then s.recording_bytes else $9 end,
+       recording_duration_ms = case when $12 then s.recording_duration_ms else $10 end,
+       recording_error       = $11,
+       updated_at            = now()
+     where s.id = $1::uuid";
+
+const BY_SID: &str =
+    "select s.id::text from fred.coaching_sessions s where s.room_sid = $1 for update";
+
+const LOCK_ROOM: &str = "select fred.lock_room($1)";
+
+const UNBOUND_BY_NAME: &str = "select s.id::text from fred.coaching_sessions s
+      where s.room_name = $1 and (s.room_sid is null or $2::text is null)
+        and (s.user_id is null or $3::uuid is null or s.user_id = $3::uuid)
+      order by s.created_at desc limit 1 for update";
+
+const BIND_SID: &str =
+    "update fred.coaching_sessions s set room_sid = $2, updated_at = now() where s.id = $1::uuid";
+
+const INSERT_SESSION: &str =
+    "insert into fred.coaching_sessions (room_name, room_sid) values ($1, $2)
+     on conflict (room_sid) do nothing returning id::text";
 
 pub fn apply(body: &Value) -> Result<&'static str> {
     let ev = event::parse(body)?;
@@ -33,14 +109,9 @@ pub fn apply(body: &Value) -> Result<&'static str> {
 
 fn apply_parsed(client: &mut SpiClient<'_>, ev: &Event) -> &'static str {
     let outcome = if ev.ignored() { "ignored" } else { "applied" };
-    let ledger = format!(
-        "insert into fred.livekit_events (event_id, event_type, room_sid, room_name, created_at, outcome)
-         values ($1, $2, $3, $4, {}, $6) on conflict (event_id) do nothing returning event_id",
-        ts("$5")
-    );
     let fresh = one_text(
         client,
-        &ledger,
+        LEDGER,
         &[
             ev.id.as_str().into(),
             ev.event.as_str().into(),
@@ -64,36 +135,18 @@ fn apply_parsed(client: &mut SpiClient<'_>, ev: &Event) -> &'static str {
         ev.room.user_id.as_deref(),
     );
     let finished = ev.kind == Kind::RoomFinished;
-    let room_sql = format!(
-        "update fred.coaching_sessions s set
-           started_at    = least(s.started_at, {created}, {event}),
-           last_event_at = greatest(s.last_event_at, coalesce({event}, now())),
-           user_id       = coalesce($4::uuid, s.user_id),
-           status        = case when $5 then 'ended' else s.status end,
-           ended_at      = case when not $5 then s.ended_at
-                                when s.end_reason is not null then coalesce({event}, now())
-                                else greatest(s.ended_at, coalesce({event}, now())) end,
-           end_reason    = case when $5 then null else s.end_reason end,
-           updated_at    = now()
-         where s.id = $1::uuid
-         returning s.room_name, s.egress_id, s.egress_status, s.egress_updated_ns, s.recording_status",
-        created = ts("$2"),
-        event = ts("$3"),
-    );
-    let row = client
-        .update(
-            &room_sql,
-            Some(1),
-            &[
-                id.as_str().into(),
-                ev.room.created_us.into(),
-                ev.created_us.into(),
-                ev.room.user_id.as_deref().into(),
-                finished.into(),
-            ],
-        )
-        .expect("fred: session update")
-        .first();
+    let row = run(
+        client,
+        ROOM_UPDATE,
+        &[
+            id.as_str().into(),
+            ev.room.created_us.into(),
+            ev.created_us.into(),
+            ev.room.user_id.as_deref().into(),
+            finished.into(),
+        ],
+    )
+    .first();
     let Some(eg) = &ev.egress else {
         return "applied";
     };
@@ -139,41 +192,27 @@ fn apply_parsed(client: &mut SpiClient<'_>, ev: &Event) -> &'static str {
         (None, eg.filename.clone())
     };
     let keep_files = recording == "deleted";
-    client
-        .update(
-            "update fred.coaching_sessions s set
-               egress_id             = coalesce(s.egress_id, $2),
-               egress_status         = $3,
-               egress_updated_ns     = $4,
-               recording_status      = $5,
-               recording_url         = case when $12 then s.recording_url else $6 end,
-               recording_bucket      = case when $12 then s.recording_bucket else $7 end,
-               recording_key         = case when $12 then s.recording_key else $8 end,
-               recording_bytes       = case when $12 then s.recording_bytes else $9 end,
-               recording_duration_ms = case when $12 then s.recording_duration_ms else $10 end,
-               recording_error       = $11,
-               updated_at            = now()
-             where s.id = $1::uuid",
-            None,
-            &[
-                id.as_str().into(),
-                eg.egress_id.as_deref().into(),
-                status.name().into(),
-                eg.updated_ns.into(),
-                recording.into(),
-                url.as_deref().into(),
-                eg.bucket.as_deref().into(),
-                key.as_deref().into(),
-                eg.size.filter(|_| status.leaves_file()).into(),
-                eg.duration_ns
-                    .filter(|_| status.leaves_file())
-                    .map(|d| d / 1_000_000)
-                    .into(),
-                eg.error.as_deref().filter(|_| final_state).into(),
-                keep_files.into(),
-            ],
-        )
-        .expect("fred: egress update");
+    run(
+        client,
+        EGRESS_UPDATE,
+        &[
+            id.as_str().into(),
+            eg.egress_id.as_deref().into(),
+            status.name().into(),
+            eg.updated_ns.into(),
+            recording.into(),
+            url.as_deref().into(),
+            eg.bucket.as_deref().into(),
+            key.as_deref().into(),
+            eg.size.filter(|_| status.leaves_file()).into(),
+            eg.duration_ns
+                .filter(|_| status.leaves_file())
+                .map(|d| d / 1_000_000)
+                .into(),
+            eg.error.as_deref().filter(|_| final_state).into(),
+            keep_files.into(),
+        ],
+    );
     "applied"
 }
 
@@ -193,52 +232,22 @@ fn session_for(
     name: Option<&str>,
     owner: Option<&str>,
 ) -> String {
-    if let Some(sid) = sid {
-        let found = one_text(
-            client,
-            "select s.id::text from fred.coaching_sessions s where s.room_sid = $1 for update",
-            &[sid.into()],
-        );
-        if let Some(id) = found {
-            return id;
-        }
+    if let Some(id) = sid.and_then(|sid| one_text(client, BY_SID, &[sid.into()])) {
+        return id;
     }
     let name = name.or(sid).expect("parse() guarantees a room sid or name");
-    client
-        .update("select fred.lock_room($1)", None, &[name.into()])
-        .expect("fred: lock_room");
-    let unbound = one_text(
+    run(client, LOCK_ROOM, &[name.into()]);
+    if let Some(id) = one_text(
         client,
-        "select s.id::text from fred.coaching_sessions s
-          where s.room_name = $1 and (s.room_sid is null or $2::text is null)
-            and (s.user_id is null or $3::uuid is null or s.user_id = $3::uuid)
-          order by s.created_at desc limit 1 for update",
+        UNBOUND_BY_NAME,
         &[name.into(), sid.into(), owner.into()],
-    );
-    if let Some(id) = unbound {
+    ) {
         if sid.is_some() {
-            client
-                .update(
-                    "update fred.coaching_sessions s set room_sid = $2, updated_at = now() where s.id = $1::uuid",
-                    None,
-                    &[id.as_str().into(), sid.into()],
-                )
-                .expect("fred: bind room_sid");
+            run(client, BIND_SID, &[id.as_str().into(), sid.into()]);
         }
         return id;
     }
-    let inserted = one_text(
-        client,
-        "insert into fred.coaching_sessions (room_name, room_sid) values ($1, $2)
-         on conflict (room_sid) do nothing returning id::text",
-        &[name.into(), sid.into()],
-    );
-    inserted.unwrap_or_else(|| {
-        one_text(
-            client,
-            "select s.id::text from fred.coaching_sessions s where s.room_sid = $1 for update",
-            &[sid.into()],
-        )
-        .expect("fred: a conflicting room_sid row exists")
+    one_text(client, INSERT_SESSION, &[name.into(), sid.into()]).unwrap_or_else(|| {
+        one_text(client, BY_SID, &[sid.into()]).expect("fred: a conflicting room_sid row exists")
     })
 }

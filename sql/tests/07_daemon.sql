@@ -45,6 +45,12 @@ select ok(has_function_privilege('fred_syncd', 'fred.claim_egress_start(text, te
 select ok(has_function_privilege('fred_syncd', 'fred.record_verification(uuid, boolean, bigint)', 'execute'), 'fred_syncd may verify');
 select ok(not has_function_privilege('authenticated', 'fred.record_verification(uuid, boolean, bigint)', 'execute'), 'users may not');
 select ok(not has_function_privilege('authenticated', 'fred.apply_syncd_event(jsonb)', 'execute'), 'users may not apply syncd events');
+select is(fred_test.query_as('fred_syncd', null, $q$ select result from fred.apply_livekit_events('[
+            {"event": "room_started", "id": "EV_role1", "room": {"sid": "RM_role", "name": "room-role"}},
+            {"event": "syncd_recording_disabled", "id": "SY_disabled_RM_role", "room": {"sid": "RM_role", "name": "room-role"}}]') $q$),
+          '[{"result": "applied"}, {"result": "applied"}]'::jsonb, 'fred_syncd can apply a batch with LiveKit and syncd events');
+select is(fred_test.query_as('fred_syncd', null, $q$ select fred.close_stale_sessions('100 years') as n $q$),
+          '[{"n": 0}]'::jsonb, 'fred_syncd can run the job functions');
 
 select * from finish();
 rollback;

@@ -30,15 +30,17 @@ export SYNCD_LISTEN=127.0.0.1:18788 SYNCD_RECONCILE_CRON=off SYNCD_STALE_CRON=of
 
 reset_db() { "${PSQL[@]}" -d $DB -c "truncate fred.livekit_events, fred.coaching_sessions" -c "checkpoint"; }
 
-echo "date: $(date -u +%FT%TZ)  cores: $(nproc)  cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "date: $(date -u +%FT%TZ)  cores: $(nproc)  cpu: $(awk -F: '/model name/ && !n {print $2; n=1}' /proc/cpuinfo | xargs)"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-FSYNC_BEFORE=$(/usr/lib/postgresql/15/bin/pg_test_fsync -s 1 -f "$WORK/fsync.test" 2>/dev/null | awk '/fdatasync/ {print $2; exit}')
+# awk reads to the end (no early exit), so pipefail never sees a SIGPIPE.
+fsync_rate() { /usr/lib/postgresql/15/bin/pg_test_fsync -s 1 -f "$WORK/fsync.test" 2>/dev/null | awk '$1 == "fdatasync" && $2 ~ /^[0-9.]+$/ && !n {print $2; n=1}'; }
+FSYNC_BEFORE=$(fsync_rate)
 echo "pg_test_fsync fdatasync ops/s before: $FSYNC_BEFORE"
 RESULTS="$WORK/results"
 : > "$RESULTS"
 for i in 1 2 3; do
   reset_db
-  A=$(pgbench -n -M prepared -c "$C" -j 2 -T "$SECS" -f "$WORK/a.sql" $DB 2>/dev/null | awk '/^tps/ {print $3; exit}')
+  A=$(pgbench -n -M prepared -c "$C" -j 2 -T "$SECS" -f "$WORK/a.sql" $DB 2>/dev/null | awk '/^tps/ && !n {print $3; n=1}')
   reset_db
   rm -rf "$WORK/spool"
   SYNCD_SPOOL_DIR="$WORK/spool" ./target/release/syncd serve 2>"$WORK/syncd.log" &
@@ -51,7 +53,7 @@ for i in 1 2 3; do
   echo "pair $i: pgbench_tps=$A syncd=$B peak_rss_kb=$RSS"
   echo "$A $RSS $B" >> "$RESULTS"
 done
-FSYNC_AFTER=$(/usr/lib/postgresql/15/bin/pg_test_fsync -s 1 -f "$WORK/fsync.test" 2>/dev/null | awk '/fdatasync/ {print $2; exit}')
+FSYNC_AFTER=$(fsync_rate)
 echo "pg_test_fsync fdatasync ops/s after: $FSYNC_AFTER"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$RESULTS" <<'PY'

@@ -55,7 +55,12 @@ impl Proxy {
     }
 
     fn url(&self) -> String {
-        db_url().replace("127.0.0.1:5432", &format!("127.0.0.1:{}", self.port))
+        let url = db_url();
+        assert!(
+            url.contains("127.0.0.1:5432"),
+            "the proxy forwards to 127.0.0.1:5432: {url}"
+        );
+        url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", self.port))
     }
 
     fn set(&self, up: bool) {

@@ -56,6 +56,16 @@ create table fred.coaching_sessions (
   updated_at            timestamptz not null default now()
 );
 
+-- Transcripts are large jsonb values rewritten on every persist: lz4 compresses them several
+-- times faster than the default pglz. Servers built without lz4 keep the default.
+do $lz4$
+begin
+  alter table fred.coaching_sessions alter column transcript_json set compression lz4;
+exception when feature_not_supported then
+  raise notice 'fred: lz4 is not available; transcripts use the default compression';
+end
+$lz4$;
+
 create index coaching_sessions_room_name_idx on fred.coaching_sessions (room_name, created_at desc);
 create index coaching_sessions_user_idx on fred.coaching_sessions (user_id, created_at desc);
 create index coaching_sessions_created_idx on fred.coaching_sessions (created_at desc, id desc);
@@ -580,6 +590,19 @@ as $$
   select count(*)::integer from purged
 $$;
 
+-- One event of a batch: LiveKit's, or one of syncd's own records.
+create function fred.apply_one_event(event jsonb) returns text
+language plpgsql volatile
+set search_path = ''
+as $$
+begin
+  if event ->> 'event' like 'syncd\_%' then
+    return fred.apply_syncd_event(event);
+  end if;
+  return fred.apply_livekit_event(event);
+end
+$$;
+
 -- Batch apply for the daemon: one call per batch, and a poison event (class 22, 54000)
 -- is reported in its row instead of failing its neighbours. Other errors abort the batch,
 -- so the daemon retries it whole.
@@ -589,21 +612,32 @@ language plpgsql volatile
 set search_path = ''
 as $$
 declare
-  v_event jsonb;
-  v_state text;
-  v_msg   text;
+  v_event   jsonb;
+  v_state   text;
+  v_msg     text;
+  v_results text[] := '{}';
 begin
   if events is null or jsonb_typeof(events) <> 'array' then
     raise exception 'fred: events must be a JSON array' using errcode = '22023';
   end if;
+  -- Fast path: the whole batch in one subtransaction. Only when an event in it is poison is
+  -- the batch redone one event (and one subtransaction) at a time.
+  begin
+    for v_event in select e from jsonb_array_elements(events) e loop
+      v_results := v_results || fred.apply_one_event(v_event);
+    end loop;
+  exception when data_exception or program_limit_exceeded then
+    v_results := null;
+  end;
+  if v_results is not null then
+    return query select (u.i - 1)::integer, u.r, null::text, null::text
+                   from unnest(v_results) with ordinality u(r, i);
+    return;
+  end if;
   idx := 0;
   for v_event in select e from jsonb_array_elements(events) e loop
     begin
-      if v_event ->> 'event' like 'syncd\_%' then
-        result := fred.apply_syncd_event(v_event);
-      else
-        result := fred.apply_livekit_event(v_event);
-      end if;
+      result := fred.apply_one_event(v_event);
       error_code := null;
       error_message := null;
     exception when data_exception or program_limit_exceeded then
@@ -664,6 +698,8 @@ begin
       execute pg_catalog.format('grant usage on schema fred to %I', v_role);
       execute pg_catalog.format('grant execute on function fred.apply_livekit_event(jsonb) to %I', v_role);
       execute pg_catalog.format('grant execute on function fred.apply_livekit_events(jsonb) to %I', v_role);
+      execute pg_catalog.format('grant execute on function fred.apply_one_event(jsonb) to %I', v_role);
+      execute pg_catalog.format('grant execute on function fred.apply_syncd_event(jsonb) to %I', v_role);
       execute pg_catalog.format('grant execute on function fred.claim_egress_start(text, text, text) to %I', v_role);
       execute pg_catalog.format('grant execute on function fred.recordings_to_verify(integer) to %I', v_role);
       execute pg_catalog.format('grant execute on function fred.record_verification(uuid, boolean, bigint) to %I', v_role);

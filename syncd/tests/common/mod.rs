@@ -15,13 +15,21 @@ use syncd::config::Config;
 pub const KEY: &str = "APItestkey";
 pub const SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
 
+/// The daemon's connection: the least-privilege `fred_syncd` role, as in production.
 pub fn db_url() -> String {
-    std::env::var("FRED_TEST_DATABASE_URL")
+    std::env::var("FRED_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        "postgres://fred_syncd:fred_syncd@127.0.0.1:5432/fred_syncd_test".into()
+    })
+}
+
+/// The tests' own connection, for setting up and checking rows the daemon cannot read.
+pub fn admin_url() -> String {
+    std::env::var("FRED_TEST_ADMIN_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/fred_syncd_test".into())
 }
 
 pub async fn pg() -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(&db_url(), tokio_postgres::NoTls)
+    let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
         .await
         .expect("connect to the test database");
     tokio::spawn(conn);
