@@ -68,7 +68,11 @@ fn backoff(attempt: u32, cap: Duration) -> Duration {
     let base = Duration::from_millis(100).saturating_mul(1 << attempt.min(10));
     let base = base.min(cap);
     // Jitter from the clock: enough to spread replicas apart, no RNG needed.
-    let jitter = Instant::now().elapsed().subsec_nanos() as u64 % (base.as_millis() as u64 / 4 + 1);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let jitter = nanos as u64 % (base.as_millis() as u64 / 4 + 1);
     base + Duration::from_millis(jitter)
 }
 
@@ -76,6 +80,7 @@ impl Drainer {
     /// Runs until `stop` turns true and the spool is momentarily empty or Postgres is down.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut failures: u32 = 0;
+        let mut last_depth = Instant::now();
         loop {
             if *stop.borrow() {
                 return;
@@ -88,8 +93,12 @@ impl Drainer {
                     continue;
                 }
             };
-            if let Ok(d) = self.spool.depth().await {
-                self.metrics.spool_depth.set(d);
+            // Counting the queue scans it: keep that off the hot path.
+            if last_depth.elapsed() >= Duration::from_secs(1) || batch.is_empty() {
+                if let Ok(d) = self.spool.depth().await {
+                    self.metrics.spool_depth.set(d);
+                }
+                last_depth = Instant::now();
             }
             if batch.is_empty() {
                 tokio::select! {

@@ -57,6 +57,12 @@ enum Op {
     Probe {
         reply: oneshot::Sender<Result<Put, SpoolError>>,
     },
+    /// Drained events: removed, their ids remembered. Through the writer, so the drainer never
+    /// waits on SQLite's lock while webhooks are being committed.
+    Complete {
+        done: Vec<(i64, String)>,
+        reply: oneshot::Sender<Result<Put, SpoolError>>,
+    },
 }
 
 #[derive(Clone)]
@@ -190,22 +196,11 @@ impl Spool {
 
     /// Removes applied events, remembering their ids for duplicate detection.
     pub async fn complete(&self, done: Vec<(i64, String)>) -> Result<(), SpoolError> {
-        self.with_conn(move |c| {
-            let tx = c.transaction()?;
-            {
-                let mut del = tx.prepare_cached("delete from events where seq = ?1")?;
-                let mut seen = tx.prepare_cached(
-                    "insert or replace into seen (event_id, drained_at) values (?1, ?2)",
-                )?;
-                let t = now();
-                for (seq, key) in &done {
-                    del.execute([seq])?;
-                    seen.execute(params![key, t])?;
-                }
-            }
-            tx.commit()
-        })
-        .await
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Op::Complete { done, reply })
+            .map_err(|_| SpoolError::Closed)?;
+        rx.await.map_err(|_| SpoolError::Closed)?.map(|_| ())
     }
 
     /// Sets a poison event aside, with the reason Postgres gave.
@@ -344,7 +339,7 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
 
 fn reply(op: Op, r: Result<Put, SpoolError>) {
     let tx = match op {
-        Op::Put { reply, .. } | Op::Probe { reply } => reply,
+        Op::Put { reply, .. } | Op::Probe { reply } | Op::Complete { reply, .. } => reply,
     };
     let _ = tx.send(r);
 }
@@ -386,6 +381,17 @@ fn commit(conn: &mut Connection, ops: &[Op]) -> Result<Vec<Put>, rusqlite::Error
                 }
                 Op::Probe { .. } => {
                     tx.execute("insert or replace into probe (id, at) values (1, ?1)", [t])?;
+                    out.push(Put::Stored);
+                }
+                Op::Complete { done, .. } => {
+                    let mut del = tx.prepare_cached("delete from events where seq = ?1")?;
+                    let mut seen = tx.prepare_cached(
+                        "insert or replace into seen (event_id, drained_at) values (?1, ?2)",
+                    )?;
+                    for (seq, key) in done {
+                        del.execute([seq])?;
+                        seen.execute(params![key, t])?;
+                    }
                     out.push(Put::Stored);
                 }
             }
