@@ -236,3 +236,40 @@ pub async fn verify_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorder(prefix: Option<&str>) -> Recorder {
+        let mut env: std::collections::HashMap<String, String> = [
+            ("DATABASE_URL", "postgres://u@127.0.0.1:1/db"),
+            ("LIVEKIT_URL", "wss://lk.example.com"),
+            ("LIVEKIT_API_KEY", "k"),
+            ("LIVEKIT_API_SECRET", "s"),
+            ("RECORDING_S3_ACCESS_KEY", "a"),
+            ("RECORDING_S3_SECRET", "b"),
+            ("RECORDING_S3_ENDPOINT", "https://s3.example"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        if let Some(p) = prefix {
+            env.insert("SYNCD_RECORD_PREFIX".into(), p.into());
+        }
+        let config = Config::from_map(&env).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let db = Db::new(&config.database_url).unwrap();
+        Recorder::new(&config, spool, db, Metrics::new(), Arc::new(Notify::new()))
+            .expect("recording is on")
+    }
+
+    #[tokio::test]
+    async fn prefix_picks_the_rooms_to_record() {
+        assert!(recorder(None).wants("anything"));
+        let r = recorder(Some("coach-"));
+        assert!(r.wants("coach-42"));
+        assert!(!r.wants("support-42"));
+    }
+}

@@ -360,3 +360,46 @@ fn bad_schedules_stop_start_up_naming_the_variable() {
         assert!(err.contains(var), "{var}: {err}");
     }
 }
+
+#[tokio::test]
+async fn run_job_runs_one_job_once_and_exits() {
+    let pg = pg().await;
+    let sid = unique("RM_cli");
+    apply(
+        &pg,
+        json!({"event": "participant_joined", "id": format!("EV_{sid}"), "createdAt": (now() - 8 * 3600).to_string(),
+               "room": {"sid": sid, "name": sid}, "participant": {"identity": "u"}}),
+    )
+    .await;
+    let run = |job: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_syncd"))
+            .args(["run-job", job])
+            .env_clear()
+            .env("DATABASE_URL", db_url())
+            .env("LIVEKIT_API_KEY", KEY)
+            .env("LIVEKIT_API_SECRET", SECRET)
+            .output()
+            .unwrap()
+    };
+    let out = run("stale");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["job"], "stale");
+    assert!(reply["changed"].as_i64().unwrap() >= 1, "{reply}");
+    let status: String = pg
+        .query_one(
+            "select status from fred.coaching_sessions where room_sid = $1",
+            &[&sid],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "ended");
+    let bad = run("vacuum");
+    assert!(!bad.status.success(), "an unknown job is refused");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown job"));
+}
