@@ -117,13 +117,7 @@ fn free_port() -> u16 {
 }
 
 fn spawn_syncd(spool: &std::path::Path, db: &str, port: u16) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_syncd"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", db)
-        .env("LIVEKIT_API_KEY", KEY)
-        .env("LIVEKIT_API_SECRET", SECRET)
+    syncd_command(&["serve"], db)
         .env("SYNCD_LISTEN", format!("127.0.0.1:{port}"))
         .env("SYNCD_SPOOL_DIR", spool)
         .env("RUST_LOG", "warn")

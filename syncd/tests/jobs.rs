@@ -346,12 +346,7 @@ fn bad_schedules_stop_start_up_naming_the_variable() {
         ("SYNCD_RECONCILE_AFTER", "soon"),
         ("SYNCD_RETENTION_CRON", "0 0 0 31 2 * 1999 x"),
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_syncd"))
-            .arg("check")
-            .env_clear()
-            .env("DATABASE_URL", db_url())
-            .env("LIVEKIT_API_KEY", KEY)
-            .env("LIVEKIT_API_SECRET", SECRET)
+        let out = syncd_command(&["check"], &db_url())
             .env(var, value)
             .output()
             .unwrap();
@@ -372,12 +367,7 @@ async fn run_job_runs_one_job_once_and_exits() {
     )
     .await;
     let run = |job: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_syncd"))
-            .args(["run-job", job])
-            .env_clear()
-            .env("DATABASE_URL", db_url())
-            .env("LIVEKIT_API_KEY", KEY)
-            .env("LIVEKIT_API_SECRET", SECRET)
+        syncd_command(&["run-job", job], &db_url())
             .output()
             .unwrap()
     };

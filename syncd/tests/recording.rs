@@ -261,12 +261,7 @@ async fn recording_off_marks_disabled_but_never_over_egress_state() {
 
 /// Runs `syncd recording-url` as an operator would.
 fn recording_url(id: &str, expires: &str, s3: &str) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_syncd"))
-        .args(["recording-url", id, "--expires", expires])
-        .env_clear()
-        .env("DATABASE_URL", db_url())
-        .env("LIVEKIT_API_KEY", KEY)
-        .env("LIVEKIT_API_SECRET", SECRET)
+    syncd_command(&["recording-url", id, "--expires", expires], &db_url())
         .env("SYNCD_RECORD", "none")
         .env("RECORDING_S3_ACCESS_KEY", AK)
         .env("RECORDING_S3_SECRET", SK)

@@ -261,32 +261,14 @@ async fn status_codes() {
     let d = start(&db_url(), &[("SYNCD_MAX_BODY", "2048")]).await;
     let c = http();
     assert_eq!(
-        c.get(format!("{}/livekit/webhook", d.url))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
+        status(c.get(format!("{}/livekit/webhook", d.url))).await,
         405
     );
     assert_eq!(
-        c.put(format!("{}/livekit/webhook", d.url))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
+        status(c.put(format!("{}/livekit/webhook", d.url))).await,
         405
     );
-    assert_eq!(
-        c.get(format!("{}/healthz", d.url))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
+    assert_eq!(status(c.get(format!("{}/healthz", d.url))).await, 200);
     let ready = c.get(format!("{}/readyz", d.url)).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 200);
     // At the limit it is read and verified; one byte over is 413.

@@ -207,3 +207,21 @@ pub async fn outcome(db: &tokio_postgres::Client, room_sid: &str) -> Option<Valu
     .unwrap()
     .map(|r| r.get(0))
 }
+
+/// The syncd binary as an operator runs it: a clean environment with the database and the
+/// LiveKit key; callers add what their command needs.
+pub fn syncd_command(args: &[&str], db: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_syncd"));
+    c.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", db)
+        .env("LIVEKIT_API_KEY", KEY)
+        .env("LIVEKIT_API_SECRET", SECRET);
+    c
+}
+
+/// The status code of one request.
+pub async fn status(req: reqwest::RequestBuilder) -> u16 {
+    req.send().await.expect("request").status().as_u16()
+}
