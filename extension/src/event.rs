@@ -423,6 +423,10 @@ pub fn parse(v: &Value) -> Result<Event> {
     if !ev.ignored() && ev.room_sid().is_none() && ev.room_name().is_none() {
         return Err(bad(format!("{} names no room", ev.event)));
     }
+    let too_long = |s: Option<&str>| s.is_some_and(|s| s.chars().count() > 256);
+    if too_long(ev.room_sid()) || too_long(ev.room_name()) {
+        return Err(bad("room names and sids are at most 256 characters"));
+    }
     // Validated even where unused, so a malformed body is rejected whatever its type.
     if let Some(info) = object(o, "egressInfo")? {
         boolean(info, "backupStorageUsed")?;

@@ -98,6 +98,12 @@ select is((select (user_id, started_at, recording_status, recording_url, recordi
               'https://abcdefghijklmnop.supabase.co/storage/v1/s3/voice-recordings/room-snake/a.ogg'::text, 1000::bigint, 2000::bigint),
           'the Twirp style is read like the webhook style');
 
+-- Numbers beyond a double, and integers with leading zeros, are read the same by both engines.
+select is(fred.apply_livekit_event('{"event": "room_started", "id": "EV_big1", "createdAt": "0001795510800", "x": 1e400,
+            "room": {"sid": "RM_big", "name": "room-big"}}'), 'applied', 'an unknown huge number and a zero-padded int64');
+select is((select last_event_at from fred.coaching_sessions where room_sid = 'RM_big'), to_timestamp(1795510800), 'the padded time is read');
+select is(fred.check_transcript('[{"text": "a", "speaker": "b", "n": 1e400}]'), 1, 'a transcript with a huge number is fine');
+
 -- Other event types and the egress participant are recorded and ignored.
 select is(fred.apply_livekit_event('{"event": "track_published", "id": "EV_track1", "room": {"sid": "RM_other", "name": "other"}}'),
           'ignored', 'an unhandled event type is ignored');
@@ -147,6 +153,12 @@ select throws_ok($$ select fred.apply_livekit_event('{"event": "egress_ended", "
                  '22023', null, 'fileResults that is not an array');
 select throws_ok($$ select fred.apply_livekit_event('{"event": "egress_ended", "id": "EV_bad12", "room": {"sid": "RM_demo000000001"}, "egressInfo": {"status": 3, "fileResults": [{"size": "big"}]}}') $$,
                  '22023', null, 'a size that is not an integer');
+select throws_ok($$ select fred.apply_livekit_event('{"event": "participant_joined", "id": "EV_bad13", "participant": {"identity": "u"}}') $$,
+                 '22023', null, 'a participant event without a room');
+select throws_ok($$ select fred.apply_livekit_event(jsonb_build_object('event', 'room_started', 'id', 'EV_bad14', 'room', jsonb_build_object('sid', 'RM_long', 'name', repeat('n', 257)))) $$,
+                 '22023', null, 'a room name over 256 characters');
+select throws_ok($$ select fred.apply_livekit_event('{"event": "egress_updated", "id": "EV_bad15", "room": {"sid": "RM_x"}, "egressInfo": {"status": "EGRESS_ACTIVE", "details": 7}}') $$,
+                 '22023', null, 'a details that is not a string');
 select is((select count(*) from fred.livekit_events), (select n from ledger_before), 'rejected events are not recorded');
 select is((select recording_status from fred.coaching_sessions where room_sid = 'RM_demo000000001'), 'uploaded',
           'the call''s row is unchanged by rejected events');

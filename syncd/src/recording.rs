@@ -181,8 +181,10 @@ async fn claim_in_postgres(
 /// Confirms finished uploads: `ready` with the object's size, or `missing`. A failed S3 request
 /// changes nothing and is retried on the next pass. Returns how many rows changed.
 pub async fn verify_pending(db: &Db, s3: &S3) -> Result<usize, DbError> {
-    let c = db.client().await?;
-    let rows = c
+    // No pooled connection is held across the S3 calls.
+    let rows = db
+        .client()
+        .await?
         .query_typed(
             "select session_id::text, bucket, key from fred.recordings_to_verify(100)",
             &[],
@@ -202,17 +204,24 @@ pub async fn verify_pending(db: &Db, s3: &S3) -> Result<usize, DbError> {
                 continue;
             }
         };
-        c.query_typed(
-            "select fred.record_verification($1::text::uuid, $2, $3)",
-            &[
-                (&id, Type::TEXT),
-                (&found, Type::BOOL),
-                (&bytes, Type::INT8),
-            ],
-        )
-        .await?;
-        tracing::info!(bucket = %bucket, key = %key, found, "recording verified");
-        changed += 1;
+        let status: Option<String> = db
+            .client()
+            .await?
+            .query_typed(
+                "select fred.record_verification($1::text::uuid, $2, $3)",
+                &[
+                    (&id, Type::TEXT),
+                    (&found, Type::BOOL),
+                    (&bytes, Type::INT8),
+                ],
+            )
+            .await?
+            .first()
+            .and_then(|r| r.get(0));
+        if status.is_some() {
+            tracing::info!(bucket = %bucket, key = %key, found, "recording verified");
+            changed += 1;
+        }
     }
     Ok(changed)
 }

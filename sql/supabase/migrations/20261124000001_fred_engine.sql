@@ -123,7 +123,7 @@ begin
     raise exception 'fred: % must be an integer', camel using errcode = '22023';
   end if;
   t := v #>> '{}';
-  if t !~ '^[+-]?[0-9]{1,19}$' then
+  if t !~ '^[+-]?0*[0-9]{1,19}$' then
     raise exception 'fred: % must be an integer', camel using errcode = '22023';
   end if;
   begin
@@ -276,8 +276,9 @@ begin
   end if;
 
   v_part := fred.ev_object(event, 'participant', 'participant');
+  -- coalesce: a participant without `kind` (the usual case) must give false, not NULL.
   v_ignored := v_kind = 'other'
-    or (v_part is not null and (fred.ev_field(v_part, 'kind', 'kind') in ('"EGRESS"'::jsonb, '3'::jsonb)));
+    or coalesce(fred.ev_field(v_part, 'kind', 'kind') in ('"EGRESS"'::jsonb, '3'::jsonb), false);
 
   if v_kind in ('egress_started', 'egress_updated', 'egress_ended') then
     v_info := fred.ev_object(event, 'egressInfo', 'egress_info');
@@ -323,6 +324,8 @@ begin
       v_endpoint := fred.ev_string(v_s3, 'endpoint', 'endpoint');
       v_bucket := fred.ev_string(v_s3, 'bucket', 'bucket');
     end if;
+    -- Read even where unused, as the Rust engine does.
+    perform fred.ev_string(v_info, 'details', 'details');
     v_egress_id := fred.ev_string(v_info, 'egressId', 'egress_id');
     v_updated := coalesce(fred.ev_int64(v_info, 'updatedAt', 'updated_at'), 0);
     v_final := fred.ev_egress_rank(v_status) = 3;
@@ -339,6 +342,9 @@ begin
 
   if not v_ignored and v_room_sid is null and v_room_name is null then
     raise exception 'fred: % names no room', v_type using errcode = '22023';
+  end if;
+  if length(v_room_name) > 256 or length(v_room_sid) > 256 then
+    raise exception 'fred: room names and sids are at most 256 characters' using errcode = '22023';
   end if;
   -- Validated even where unused, so a malformed body is rejected whatever its type.
   v_info := fred.ev_object(event, 'egressInfo', 'egress_info');
