@@ -28,6 +28,12 @@ select is((select (recording_status, recording_error) from fred.coaching_session
 select results_eq($$ select result, error_code from fred.apply_livekit_events('[{"event": "syncd_bogus", "id": "SY_x", "room": {"sid": "RM_x"}}]') $$,
                   $$ values ('rejected'::text, '22023'::text) $$, 'an unknown syncd event is poison');
 
+-- A syncd event finds the app's session by name, as LiveKit events do.
+select fred_upsert_session('room-app-syncd', '22222222-2222-2222-2222-222222222222');
+select * from fred.apply_livekit_events('[{"event": "syncd_recording_disabled", "id": "SY_disabled_RM_appsy", "room": {"sid": "RM_appsy", "name": "room-app-syncd"}}]');
+select is((select (count(*), min(room_sid), min(recording_status)) from fred.coaching_sessions where room_name = 'room-app-syncd'),
+          row(1::bigint, 'RM_appsy'::text, 'disabled'::text), 'a syncd event binds the app-created session instead of adding one');
+
 -- Verification: uploaded → ready with the real size, or missing.
 select ok(exists (select 1 from fred.recordings_to_verify(1000) where key = 'f.ogg'), 'an uploaded recording waits for its check');
 select is(fred.record_verification((select id from fred.coaching_sessions where room_sid = 'RM_f'), true, 1234), 'ready', 'found: ready');

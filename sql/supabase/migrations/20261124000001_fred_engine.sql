@@ -367,33 +367,7 @@ begin
     return 'ignored';
   end if;
 
-  -- The session: by room sid; else the newest unbound session of that name whose owner does
-  -- not contradict the room's metadata; else a new one. The metadata's owner wins.
-  if v_room_sid is not null then
-    select s.id into v_session from fred.coaching_sessions s where s.room_sid = v_room_sid for update;
-  end if;
-  if v_session is null then
-    perform fred.lock_room(coalesce(v_room_name, v_room_sid));
-    select s.id into v_session
-      from fred.coaching_sessions s
-     where s.room_name = coalesce(v_room_name, v_room_sid) and (s.room_sid is null or v_room_sid is null)
-       and (s.user_id is null or v_user is null or s.user_id = v_user::uuid)
-     order by s.created_at desc
-     limit 1
-     for update;
-    if v_session is not null then
-      if v_room_sid is not null then
-        update fred.coaching_sessions s set room_sid = v_room_sid, updated_at = now() where s.id = v_session;
-      end if;
-    else
-      insert into fred.coaching_sessions (room_name, room_sid) values (coalesce(v_room_name, v_room_sid), v_room_sid)
-      on conflict (room_sid) do nothing
-      returning id into v_session;
-      if v_session is null then
-        select s.id into v_session from fred.coaching_sessions s where s.room_sid = v_room_sid for update;
-      end if;
-    end if;
-  end if;
+  v_session := fred.session_for(v_room_sid, v_room_name, v_user::uuid);
 
   update fred.coaching_sessions s set
     started_at    = least(s.started_at, timestamptz 'epoch' + v_room_us * interval '1 microsecond',

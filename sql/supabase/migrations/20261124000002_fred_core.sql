@@ -147,6 +147,47 @@ as $$
   select pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('fred.room:' || room_name, 0))
 $$;
 
+-- The session of a room instance, locked: by room sid; else the newest session of that name not
+-- yet bound to a room whose owner does not contradict `owner` (the app's fred_upsert_session);
+-- else a new one. Used by the SQL engine and by syncd's own events; the Rust engine has its twin.
+create function fred.session_for(room_sid text, room_name text, owner uuid) returns uuid
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+  v_name    text := coalesce(session_for.room_name, session_for.room_sid);
+  v_session uuid;
+begin
+  if session_for.room_sid is not null then
+    select s.id into v_session from fred.coaching_sessions s where s.room_sid = session_for.room_sid for update;
+    if v_session is not null then
+      return v_session;
+    end if;
+  end if;
+  perform fred.lock_room(v_name);
+  select s.id into v_session
+    from fred.coaching_sessions s
+   where s.room_name = v_name and (s.room_sid is null or session_for.room_sid is null)
+     and (s.user_id is null or session_for.owner is null or s.user_id = session_for.owner)
+   order by s.created_at desc
+   limit 1
+   for update;
+  if v_session is not null then
+    if session_for.room_sid is not null then
+      update fred.coaching_sessions s set room_sid = session_for.room_sid, updated_at = now() where s.id = v_session;
+    end if;
+    return v_session;
+  end if;
+  insert into fred.coaching_sessions as s (room_name, room_sid) values (v_name, session_for.room_sid)
+  on conflict on constraint coaching_sessions_room_sid_key do nothing
+  returning s.id into v_session;
+  if v_session is null then
+    select s.id into v_session from fred.coaching_sessions s where s.room_sid = session_for.room_sid for update;
+  end if;
+  return v_session;
+end
+$$;
+
 -- Row-level security: an end user sees only their own sessions. The API functions below are
 -- SECURITY DEFINER with the same check inside; these policies guard any direct table grant.
 do $policies$
@@ -369,15 +410,7 @@ begin
     return 'duplicate';
   end if;
   -- The room's own room_started was spooled before this, so the session normally exists.
-  select s.id into v_session from fred.coaching_sessions s where s.room_sid = v_sid for update;
-  if v_session is null then
-    insert into fred.coaching_sessions as s (room_name, room_sid) values (v_name, v_sid)
-    on conflict (room_sid) do nothing
-    returning s.id into v_session;
-    if v_session is null then
-      select s.id into v_session from fred.coaching_sessions s where s.room_sid = v_sid for update;
-    end if;
-  end if;
+  v_session := fred.session_for(v_sid, v_name, null);
   if v_type = 'syncd_egress_started' then
     update fred.coaching_sessions s
        set egress_id        = coalesce(s.egress_id, event ->> 'egress_id'),
