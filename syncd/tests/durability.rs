@@ -237,14 +237,7 @@ async fn postgres_outage_acks_everything_and_catches_up() {
     report
         .judge(&format!("postgres outage {outage}s"), &pg, 120)
         .await;
-    let m = http()
-        .get(format!("{}/metrics", d.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics_text(&d.url).await;
     assert!(
         m.contains("syncd_db_errors_total{reason=\"transient\"}"),
         "the outage was seen and counted"

@@ -380,14 +380,7 @@ async fn run_job_runs_one_job_once_and_exits() {
     let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reply["job"], "stale");
     assert!(reply["changed"].as_i64().unwrap() >= 1, "{reply}");
-    let status: String = pg
-        .query_one(
-            "select status from fred.coaching_sessions where room_sid = $1",
-            &[&sid],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let status = session_status(&pg, &sid).await;
     assert_eq!(status, "ended");
     let bad = run("vacuum");
     assert!(!bad.status.success(), "an unknown job is refused");

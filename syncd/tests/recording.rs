@@ -209,14 +209,7 @@ async fn start_failures_never_block_the_call() {
             err.contains(reason),
             "{label}: recording_error {err:?} should mention {reason:?}"
         );
-        let status: String = pg
-            .query_one(
-                "select status from fred.coaching_sessions where room_sid = $1",
-                &[&sid],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let status = session_status(&pg, &sid).await;
         assert_eq!(status, "active", "{label}: the call goes on");
         d.running.shutdown().await;
     }

@@ -152,14 +152,7 @@ async fn bad_signatures_get_401_and_store_nothing() {
         .unwrap()
         .get(0);
     assert_eq!(n, 0, "nothing reached Postgres");
-    let metrics = http()
-        .get(format!("{}/metrics", d.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&d.url).await;
     assert!(
         metrics.contains("syncd_webhooks_rejected_total{reason=\"bad_hash\"} 5"),
         "{metrics}"
@@ -372,14 +365,7 @@ async fn storm_of_ten_copies_applies_once() {
         (row["status"].as_str(), row["recording_status"].as_str()),
         (Some("ended"), Some("uploaded"))
     );
-    let m = http()
-        .get(format!("{}/metrics", d.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics_text(&d.url).await;
     let dups: u64 = m
         .lines()
         .find(|l| l.starts_with("syncd_webhooks_duplicate_total"))

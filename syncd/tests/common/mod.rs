@@ -225,3 +225,26 @@ pub fn syncd_command(args: &[&str], db: &str) -> std::process::Command {
 pub async fn status(req: reqwest::RequestBuilder) -> u16 {
     req.send().await.expect("request").status().as_u16()
 }
+
+/// What syncd's /metrics says.
+pub async fn metrics_text(url: &str) -> String {
+    http()
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// A session's `status`, by room sid.
+pub async fn session_status(db: &tokio_postgres::Client, room_sid: &str) -> String {
+    db.query_one(
+        "select status from fred.coaching_sessions where room_sid = $1",
+        &[&room_sid],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
