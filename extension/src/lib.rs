@@ -58,9 +58,22 @@ as $$ select fred.check_transcript_text(transcript::text) $$;
     requires = [check_transcript_text]
 );
 
+// The shared migrations, in their release order: 0.1.0's core, then each later release's files
+// (the same files make up fred--OLD--NEW.sql; see extension/build-upgrade.sh).
 extension_sql_file!(
     "../../sql/supabase/migrations/20261124000002_fred_core.sql",
     name = "core",
+    requires = ["check_transcript", apply_livekit_event]
+);
+extension_sql_file!(
+    "../../sql/supabase/migrations/20261201000001_fred_lifecycle.sql",
+    name = "v0_2_0_lifecycle",
+    requires = ["core"]
+);
+extension_sql_file!(
+    "../../sql/supabase/migrations/20261201000002_fred_security.sql",
+    name = "v0_2_0_security",
+    requires = ["v0_2_0_lifecycle"],
     finalize
 );
 
