@@ -96,6 +96,10 @@ PSQL=(psql -X -q -v ON_ERROR_STOP=1 -U postgres)
 #    database owner that is not a superuser, with Supabase's default privileges in force.
 "${PSQL[@]}" -d postgres <<SQL
 create role fred_owner login createrole password 'fred_owner';
+-- storage.objects belongs to supabase_storage_admin (the fixture), as on hosted Supabase; here the
+-- migrating role may act as it. sql/tests/roles/hosted_storage.sh checks a role that may not.
+create role supabase_storage_admin nologin noinherit;
+grant supabase_storage_admin to fred_owner;
 create database $DB owner fred_owner;
 SQL
 "${PSQL[@]}" -d "$DB" -f sql/tests/setup/supabase_roles.sql </dev/null
@@ -110,3 +114,8 @@ PGPASSWORD=fred_owner psql -X -q -v ON_ERROR_STOP=1 -U fred_owner -d "$DB" \
 echo "== pgTAP suite against the SQL install on PostgreSQL $("${PSQL[@]}" -d "$DB" -Atc 'show server_version' </dev/null)"
 SUITE_RAN=1
 pg_prove -h "$PGHOST" -p "$PGPORT" -U postgres -d "$DB" sql/tests/*.sql </dev/null
+
+# 7. Storage on hosted Supabase (a migrating role that may not create the policy), and the pg_temp
+#    attack by fred_syncd and by a role granted authenticated.
+bash sql/tests/roles/hosted_storage.sh fred_test_hosted </dev/null
+bash sql/tests/roles/attack.sh "$DB" </dev/null

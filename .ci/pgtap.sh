@@ -13,7 +13,14 @@ do $$ begin
   if not exists (select 1 from pg_roles where rolname = 'fred_owner') then
     create role fred_owner login createrole password 'fred_owner';
   end if;
+  -- As on hosted Supabase, storage.objects belongs to supabase_storage_admin (the fixture).
+  -- Here the migrating role may act as it, so it may create the recordings policy;
+  -- sql/tests/roles/hosted_storage.sh checks a role that may not.
+  if not exists (select 1 from pg_roles where rolname = 'supabase_storage_admin') then
+    create role supabase_storage_admin nologin noinherit;
+  end if;
 end $$;
+grant supabase_storage_admin to fred_owner;
 drop database if exists fred_test_ext with (force);
 drop database if exists fred_test_sql with (force);
 create database fred_test_ext;
@@ -23,8 +30,8 @@ SQL
 # The compiled extension.
 "${PSQL[@]}" -d fred_test_ext -f sql/tests/setup/supabase_roles.sql -f sql/tests/setup/supabase_defaults.sql
 "${PSQL[@]}" -d fred_test_ext -c 'create extension fred' -c 'create extension pgtap'
-# The storage policy ships as a migration for both installs.
-"${PSQL[@]}" -d fred_test_ext -f sql/supabase/migrations/20261124000003_fred_storage.sql
+# The storage policy ships as migrations for both installs.
+"${PSQL[@]}" -d fred_test_ext $(printf -- '-f %s ' sql/supabase/migrations/*_fred_storage.sql)
 "${PSQL[@]}" -d fred_test_ext -f sql/tests/setup/helpers.sql
 
 # The pure-SQL install, as a non-superuser owner.
@@ -37,4 +44,11 @@ PGPASSWORD=fred_owner psql -X -q -v ON_ERROR_STOP=1 -U fred_owner -d fred_test_s
 for db in fred_test_ext fred_test_sql; do
   echo "== pgTAP suite against $db"
   pg_prove -h "$PGHOST" -p "$PGPORT" -U postgres -d "$db" sql/tests/*.sql
+done
+
+# Storage on hosted Supabase: a migrating role that may not create the policy (the WARNING path).
+bash sql/tests/roles/hosted_storage.sh fred_test_hosted
+# Attacks by the project's own roles: types shadowed in pg_temp, every executable function called.
+for db in fred_test_ext fred_test_sql; do
+  bash sql/tests/roles/attack.sh "$db"
 done

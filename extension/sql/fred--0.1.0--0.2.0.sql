@@ -54,4 +54,611 @@ $dump$;
 
 -- sql/supabase/migrations/20261201000002_fred_security.sql
 -- fred 0.2.0: security (shared by both installs; see 20261201000001_fred_lifecycle.sql for the layout).
-select 1;
+--
+-- Valid inside CREATE/ALTER EXTENSION fred (run by a superuser) and as a plain migration run by a
+-- role that is not a superuser. Issue 11:
+--   1. every function runs with search_path = pg_catalog, pg_temp (pg_temp last: with '' PostgreSQL
+--      still resolves types and relations in the caller's pg_temp first);
+--   2. a room name owned by a user stays theirs, whatever the status of its sessions;
+--   3. a cap on every writable field, enforced on the table itself (trigger) for every writer;
+--   4. maintenance functions refuse nonsense arguments (22023, nothing changes);
+--   5. no function of ours is executable by PUBLIC;
+--   7. the public API is thin SECURITY INVOKER wrappers over SECURITY DEFINER functions in the
+--      unexposed schema fred; the deny-all tables have explicit policies;
+--   8. fred_get_session checks the caller first, then looks up.
+-- And issue 12: fred.apply_syncd_event validates its input like LiveKit's events (class 22).
+
+-- ---------------------------------------------------------------------------------------------
+-- Caps on the outcome fields: 22001 over a cap (naming the field), 22023 for a wrong type.
+-- NULL means "not given" and passes. Shared by the API functions and the table's trigger.
+create or replace function fred.check_outcome(
+  call_type text default null,
+  summary text default null,
+  decisions jsonb default null,
+  next_actions jsonb default null,
+  metadata jsonb default null
+) returns void
+language plpgsql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_name  text;
+  v_value jsonb;
+  v_n     integer;
+begin
+  if check_outcome.call_type is not null and pg_catalog.char_length(check_outcome.call_type) > 64 then
+    raise exception 'fred: call_type is % characters; the cap is 64', pg_catalog.char_length(check_outcome.call_type)
+      using errcode = '22001';
+  end if;
+  if check_outcome.summary is not null and pg_catalog.octet_length(check_outcome.summary) > 65536 then
+    raise exception 'fred: summary is % bytes; the cap is 65536', pg_catalog.octet_length(check_outcome.summary)
+      using errcode = '22001';
+  end if;
+  foreach v_name in array array['decisions', 'next_actions'] loop
+    v_value := case v_name when 'decisions' then check_outcome.decisions else check_outcome.next_actions end;
+    continue when v_value is null;
+    if pg_catalog.jsonb_typeof(v_value) <> 'array' then
+      raise exception 'fred: % must be a JSON array', v_name using errcode = '22023';
+    end if;
+    v_n := pg_catalog.jsonb_array_length(v_value);
+    if v_n > 200 then
+      raise exception 'fred: % has % entries; the cap is 200', v_name, v_n using errcode = '22001';
+    end if;
+    v_n := pg_catalog.octet_length(v_value::text);
+    if v_n > 65536 then
+      raise exception 'fred: % is % bytes; the cap is 65536', v_name, v_n using errcode = '22001';
+    end if;
+  end loop;
+  if check_outcome.metadata is not null then
+    if pg_catalog.jsonb_typeof(check_outcome.metadata) <> 'object' then
+      raise exception 'fred: metadata must be a JSON object' using errcode = '22023';
+    end if;
+    v_n := pg_catalog.octet_length(check_outcome.metadata::text);
+    if v_n > 16384 then
+      raise exception 'fred: metadata is % bytes; the cap is 16384', v_n using errcode = '22001';
+    end if;
+  end if;
+end
+$$;
+
+-- The table holds every writer to the rules: the API, the engines, a service_role or dashboard
+-- UPDATE, a future function. Only the checked columns fire it, and only changed values are
+-- checked, so the engines' event updates cost nothing. The transcript check is the engine's
+-- (Rust in the extension), and transcript_entries always agrees with the transcript.
+-- SECURITY DEFINER: the checks run whatever the writer may execute.
+create or replace function fred.coaching_sessions_guard() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_insert boolean := tg_op = 'INSERT';
+begin
+  if v_insert then
+    perform fred.check_room_name(new.room_name);
+    perform fred.check_outcome(new.call_type, new.summary, new.decisions, new.next_actions, new.metadata);
+  else
+    if new.room_name is distinct from old.room_name then
+      perform fred.check_room_name(new.room_name);
+    end if;
+    perform fred.check_outcome(
+      case when new.call_type is distinct from old.call_type then new.call_type end,
+      case when new.summary is distinct from old.summary then new.summary end,
+      case when new.decisions is distinct from old.decisions then new.decisions end,
+      case when new.next_actions is distinct from old.next_actions then new.next_actions end,
+      case when new.metadata is distinct from old.metadata then new.metadata end);
+  end if;
+  if not v_insert then
+    if new.transcript_json is not distinct from old.transcript_json
+       and new.transcript_entries is not distinct from old.transcript_entries then
+      return new;
+    end if;
+  end if;
+  new.transcript_entries := case when new.transcript_json is null then 0
+                                 else fred.check_transcript(new.transcript_json) end;
+  return new;
+end
+$$;
+
+create or replace trigger coaching_sessions_guard
+  before insert or update of room_name, call_type, summary, decisions, next_actions, metadata,
+                             transcript_json, transcript_entries
+  on fred.coaching_sessions
+  for each row execute function fred.coaching_sessions_guard();
+
+-- ---------------------------------------------------------------------------------------------
+-- The app API, in fred (not exposed over the API), SECURITY DEFINER. A room name that has a
+-- session owned by a user belongs to that user, whatever the status of its sessions.
+
+-- 42501 unless no session of the room name is owned by someone other than `owner`.
+-- Call with the room locked (fred.lock_room).
+create or replace function fred.check_room_owner(room_name text, owner uuid) returns void
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if exists (select 1 from fred.coaching_sessions s
+              where s.room_name = check_room_owner.room_name
+                and s.user_id is not null and s.user_id <> check_room_owner.owner) then
+    raise exception 'fred: room % belongs to another user', check_room_owner.room_name using errcode = '42501';
+  end if;
+end
+$$;
+
+create or replace function fred.upsert_session(
+  room_name text,
+  user_id uuid default null,
+  call_type text default null,
+  metadata jsonb default null
+) returns uuid
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_user  boolean := fred.caller_is_user();
+  v_owner uuid := upsert_session.user_id;
+  v_id    uuid;
+  v_cur   uuid;
+begin
+  perform fred.check_room_name(upsert_session.room_name);
+  perform fred.check_outcome(call_type => upsert_session.call_type, metadata => upsert_session.metadata);
+  if v_user then
+    if v_owner is not null and v_owner <> fred.require_uid() then
+      raise exception 'fred: user_id must be the caller''s own' using errcode = '42501';
+    end if;
+    v_owner := fred.require_uid();
+  end if;
+
+  perform fred.lock_room(upsert_session.room_name);
+  if v_user then
+    perform fred.check_room_owner(upsert_session.room_name, v_owner);
+  end if;
+  select s.id, s.user_id into v_id, v_cur
+    from fred.coaching_sessions s
+   where s.room_name = upsert_session.room_name and s.status = 'active'
+   order by s.created_at desc
+   limit 1
+   for update;
+
+  if v_id is null then
+    insert into fred.coaching_sessions as s (room_name, user_id, call_type, metadata)
+    values (upsert_session.room_name, v_owner, upsert_session.call_type, upsert_session.metadata)
+    returning s.id into v_id;
+    return v_id;
+  end if;
+
+  -- A session without an owner cannot be claimed.
+  if v_user and v_cur is distinct from v_owner then
+    raise exception 'fred: the session for room % belongs to another user', upsert_session.room_name
+      using errcode = '42501';
+  end if;
+  update fred.coaching_sessions s
+     set user_id    = coalesce(v_owner, s.user_id),
+         call_type  = coalesce(upsert_session.call_type, s.call_type),
+         metadata   = coalesce(upsert_session.metadata, s.metadata),
+         updated_at = now()
+   where s.id = v_id
+     and (s.user_id, s.call_type, s.metadata) is distinct from
+         (coalesce(v_owner, s.user_id), coalesce(upsert_session.call_type, s.call_type),
+          coalesce(upsert_session.metadata, s.metadata));
+  return v_id;
+end
+$$;
+
+create or replace function fred.persist_transcript(
+  room_name text,
+  transcript jsonb,
+  summary text default null,
+  decisions jsonb default null,
+  next_actions jsonb default null,
+  call_type text default null
+) returns uuid
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_user    boolean := fred.caller_is_user();
+  v_uid     uuid;
+  v_entries integer;
+  v_id      uuid;
+  v_cur     uuid;
+begin
+  perform fred.check_room_name(persist_transcript.room_name);
+  -- Caps and shape: the engine (Rust in the extension) raises 22001 or 22023. The table's
+  -- trigger checks again, for every writer.
+  v_entries := fred.check_transcript(persist_transcript.transcript);
+  perform fred.check_outcome(persist_transcript.call_type, persist_transcript.summary,
+                             persist_transcript.decisions, persist_transcript.next_actions);
+  if v_user then
+    v_uid := fred.require_uid();
+  end if;
+
+  perform fred.lock_room(persist_transcript.room_name);
+  if v_user then
+    perform fred.check_room_owner(persist_transcript.room_name, v_uid);
+  end if;
+  select s.id, s.user_id into v_id, v_cur
+    from fred.coaching_sessions s
+   where s.room_name = persist_transcript.room_name
+   order by s.created_at desc
+   limit 1
+   for update;
+
+  if v_id is null then
+    insert into fred.coaching_sessions as s
+      (room_name, user_id, transcript_json, transcript_entries, summary, decisions, next_actions, call_type)
+    values (persist_transcript.room_name, v_uid, persist_transcript.transcript, v_entries,
+            persist_transcript.summary, persist_transcript.decisions,
+            persist_transcript.next_actions, persist_transcript.call_type)
+    returning s.id into v_id;
+    return v_id;
+  end if;
+
+  if v_user and v_cur is distinct from v_uid then
+    raise exception 'fred: the session for room % belongs to another user', persist_transcript.room_name
+      using errcode = '42501';
+  end if;
+  -- A repeat of the same call changes nothing, not even updated_at.
+  update fred.coaching_sessions s
+     set transcript_json    = persist_transcript.transcript,
+         transcript_entries = v_entries,
+         summary            = coalesce(persist_transcript.summary, s.summary),
+         decisions          = coalesce(persist_transcript.decisions, s.decisions),
+         next_actions       = coalesce(persist_transcript.next_actions, s.next_actions),
+         call_type          = coalesce(persist_transcript.call_type, s.call_type),
+         updated_at         = now()
+   where s.id = v_id
+     and (s.transcript_json, s.summary, s.decisions, s.next_actions, s.call_type) is distinct from
+         (persist_transcript.transcript,
+          coalesce(persist_transcript.summary, s.summary),
+          coalesce(persist_transcript.decisions, s.decisions),
+          coalesce(persist_transcript.next_actions, s.next_actions),
+          coalesce(persist_transcript.call_type, s.call_type));
+  return v_id;
+end
+$$;
+
+-- NULL both when the session does not exist and when the caller may not see it. The caller is
+-- checked first; then one lookup by id and owner, the same path for any id.
+create or replace function fred.get_session(session_id uuid) returns fred.coaching_sessions
+language plpgsql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_uid uuid;
+  r     fred.coaching_sessions;
+begin
+  if fred.caller_is_user() then
+    v_uid := fred.current_uid();
+    if v_uid is null then
+      return null;
+    end if;
+    select s.* into r from fred.coaching_sessions s where s.id = get_session.session_id and s.user_id = v_uid;
+  else
+    select s.* into r from fred.coaching_sessions s where s.id = get_session.session_id;
+  end if;
+  return r;
+end
+$$;
+
+create or replace function fred.list_sessions(max_rows integer default 20, before timestamptz default null)
+returns setof fred.coaching_sessions
+language plpgsql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_user boolean := fred.caller_is_user();
+  v_uid  uuid;
+begin
+  if v_user then
+    v_uid := fred.current_uid();
+    if v_uid is null then
+      return;
+    end if;
+  end if;
+  return query
+    select s.*
+      from fred.coaching_sessions s
+     where (not v_user or s.user_id = v_uid)
+       and (list_sessions.before is null or s.created_at < list_sessions.before)
+     order by s.created_at desc, s.id desc
+     limit greatest(1, least(1000, coalesce(list_sessions.max_rows, 20)));
+end
+$$;
+
+-- The exposed API: thin SECURITY INVOKER wrappers (Supabase's advisor, lints 0028/0029).
+-- Same names, parameters, defaults and volatility as in 0.1.0.
+create or replace function public.fred_upsert_session(
+  room_name text,
+  user_id uuid default null,
+  call_type text default null,
+  metadata jsonb default null
+) returns uuid
+language sql volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $$ select fred.upsert_session($1, $2, $3, $4) $$;
+
+create or replace function public.fred_persist_transcript(
+  room_name text,
+  transcript jsonb,
+  summary text default null,
+  decisions jsonb default null,
+  next_actions jsonb default null,
+  call_type text default null
+) returns uuid
+language sql volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $$ select fred.persist_transcript($1, $2, $3, $4, $5, $6) $$;
+
+create or replace function public.fred_get_session(session_id uuid) returns fred.coaching_sessions
+language sql stable security invoker
+set search_path = pg_catalog, pg_temp
+as $$ select * from fred.get_session($1) $$;
+
+create or replace function public.fred_list_sessions(max_rows integer default 20, before timestamptz default null)
+returns setof fred.coaching_sessions
+language sql stable security invoker
+set search_path = pg_catalog, pg_temp
+as $$ select * from fred.list_sessions($1, $2) $$;
+
+-- ---------------------------------------------------------------------------------------------
+-- syncd's own events, validated like LiveKit's (issue 12): a bad one fails with 22023, never
+-- with a class-23 constraint violation.
+create or replace function fred.apply_syncd_event(event jsonb) returns text
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_type    text;
+  v_id      text;
+  v_room    jsonb;
+  v_sid     text;
+  v_name    text;
+  v_key     text;
+  v_session uuid;
+  r         text;
+begin
+  if event is null or jsonb_typeof(event) <> 'object' then
+    raise exception 'fred: a syncd event must be a JSON object' using errcode = '22023';
+  end if;
+  v_type := case when jsonb_typeof(event -> 'event') = 'string' then event ->> 'event' end;
+  if v_type is null or v_type not in ('syncd_egress_started', 'syncd_egress_failed', 'syncd_recording_disabled') then
+    raise exception 'fred: not a syncd event' using errcode = '22023';
+  end if;
+  if jsonb_typeof(event -> 'id') is distinct from 'string' or event ->> 'id' = '' or length(event ->> 'id') > 256 then
+    raise exception 'fred: a syncd event needs a string "id" of 1 to 256 characters' using errcode = '22023';
+  end if;
+  v_id := event ->> 'id';
+  v_room := event -> 'room';
+  if v_room is null or jsonb_typeof(v_room) <> 'object' then
+    raise exception 'fred: a syncd event needs an object "room"' using errcode = '22023';
+  end if;
+  foreach v_key in array array['sid', 'name'] loop
+    if v_room -> v_key is not null and v_room -> v_key <> 'null'::jsonb
+       and (jsonb_typeof(v_room -> v_key) <> 'string' or length(v_room ->> v_key) > 256) then
+      raise exception 'fred: room.% must be a string of at most 256 characters', v_key using errcode = '22023';
+    end if;
+  end loop;
+  v_sid := nullif(v_room ->> 'sid', '');
+  v_name := coalesce(nullif(v_room ->> 'name', ''), v_sid);
+  if v_sid is null then
+    raise exception 'fred: a syncd event needs room.sid' using errcode = '22023';
+  end if;
+  foreach v_key in array array['egress_id', 'error'] loop
+    if event -> v_key is not null and event -> v_key <> 'null'::jsonb and jsonb_typeof(event -> v_key) <> 'string' then
+      raise exception 'fred: % must be a string', v_key using errcode = '22023';
+    end if;
+  end loop;
+  if length(event ->> 'egress_id') > 256 then
+    raise exception 'fred: egress_id is at most 256 characters' using errcode = '22023';
+  end if;
+
+  insert into fred.livekit_events (event_id, event_type, room_sid, room_name, created_at, outcome)
+  values (v_id, v_type, v_sid, v_name, now(), 'applied')
+  on conflict (event_id) do nothing
+  returning event_id into r;
+  if r is null then
+    return 'duplicate';
+  end if;
+  -- The room's own room_started was spooled before this, so the session normally exists.
+  v_session := fred.session_for(v_sid, v_name, null);
+  if v_type = 'syncd_egress_started' then
+    update fred.coaching_sessions s
+       set egress_id        = coalesce(s.egress_id, nullif(event ->> 'egress_id', '')),
+           recording_status = case when s.egress_status is null then 'starting' else s.recording_status end,
+           recording_error  = case when s.egress_status is null then null else s.recording_error end,
+           updated_at       = now()
+     where s.id = v_session;
+  elsif v_type = 'syncd_egress_failed' then
+    update fred.coaching_sessions s
+       set recording_status = 'unavailable',
+           recording_error  = left(coalesce(event ->> 'error', 'egress start failed'), 1000),
+           updated_at       = now()
+     where s.id = v_session and s.egress_status is null and s.egress_id is null;
+  else
+    update fred.coaching_sessions s
+       set recording_status = 'disabled', updated_at = now()
+     where s.id = v_session and s.recording_status is null and s.egress_status is null;
+  end if;
+  return 'applied';
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Maintenance: retention takes at least 1 day, stale and reconcile thresholds at least 1 minute.
+-- Anything else (NULL included) is 22023 and changes nothing.
+create or replace function fred.check_days(name text, days integer) returns void
+language plpgsql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if days is null or days < 1 then
+    raise exception 'fred: % must be at least 1 day (got %)', name, coalesce(days::text, 'NULL') using errcode = '22023';
+  end if;
+end
+$$;
+
+create or replace function fred.check_quiet(name text, quiet interval) returns void
+language plpgsql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if quiet is null or quiet < interval '1 minute' then
+    raise exception 'fred: % must be at least 1 minute (got %)', name, coalesce(quiet::text, 'NULL') using errcode = '22023';
+  end if;
+end
+$$;
+
+create or replace function fred.reconcile_candidates(quiet interval, max_rows integer default 200)
+returns table (session_id uuid, room_name text, room_sid text, egress_id text)
+language plpgsql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform fred.check_quiet('quiet', reconcile_candidates.quiet);
+  return query
+  select s.id, s.room_name, s.room_sid, s.egress_id
+    from fred.coaching_sessions s
+   where (s.recording_status in ('starting', 'recording')
+          and coalesce(s.last_event_at, s.updated_at) < now() - reconcile_candidates.quiet)
+      or (s.status = 'ended' and s.ended_at < now() - reconcile_candidates.quiet
+          and s.egress_id is not null
+          and coalesce(s.egress_status, '') not in ('EGRESS_COMPLETE', 'EGRESS_FAILED', 'EGRESS_ABORTED', 'EGRESS_LIMIT_REACHED')
+          and coalesce(s.recording_status, '') not in ('disabled', 'unavailable', 'lost', 'deleted'))
+   order by s.updated_at
+   limit greatest(1, least(1000, coalesce(reconcile_candidates.max_rows, 200)));
+end
+$$;
+
+create or replace function fred.close_stale_sessions(quiet interval) returns integer
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_n integer;
+begin
+  perform fred.check_quiet('quiet', close_stale_sessions.quiet);
+  with closed as (
+    update fred.coaching_sessions s
+       set status = 'ended',
+           ended_at = coalesce(s.last_event_at, s.started_at, s.created_at),
+           end_reason = 'stale',
+           updated_at = now()
+     where s.status = 'active'
+       and coalesce(s.last_event_at, s.started_at, s.created_at) < now() - close_stale_sessions.quiet
+    returning 1)
+  select count(*)::integer into v_n from closed;
+  return v_n;
+end
+$$;
+
+create or replace function fred.recordings_to_delete(days integer, max_rows integer default 200)
+returns table (session_id uuid, bucket text, key text)
+language plpgsql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform fred.check_days('days', recordings_to_delete.days);
+  return query
+  select s.id, s.recording_bucket, s.recording_key
+    from fred.coaching_sessions s
+   where s.recording_key is not null
+     and coalesce(s.recording_status, '') <> 'deleted'
+     and coalesce(s.ended_at, s.started_at, s.created_at) < now() - make_interval(days => recordings_to_delete.days)
+   order by coalesce(s.ended_at, s.started_at, s.created_at)
+   limit greatest(1, least(1000, coalesce(recordings_to_delete.max_rows, 200)));
+end
+$$;
+
+create or replace function fred.purge_transcripts(days integer) returns integer
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_n integer;
+begin
+  perform fred.check_days('days', purge_transcripts.days);
+  with purged as (
+    update fred.coaching_sessions s
+       set transcript_json = null, transcript_entries = 0, summary = null, decisions = null, next_actions = null,
+           updated_at = now()
+     where (s.transcript_json is not null or s.summary is not null or s.decisions is not null or s.next_actions is not null)
+       and coalesce(s.ended_at, s.started_at, s.created_at) < now() - make_interval(days => purge_transcripts.days)
+    returning 1)
+  select count(*)::integer into v_n from purged;
+  return v_n;
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Tables that only fred's functions touch: an explicit deny-all policy says so (Supabase's
+-- advisor, lint 0008 rls_enabled_no_policy). Owners and BYPASSRLS roles are not affected.
+do $deny$
+declare
+  v_rel regclass;
+begin
+  for v_rel in
+    select c.oid::regclass
+      from pg_catalog.pg_class c
+     where c.relnamespace = 'fred'::regnamespace and c.relkind in ('r', 'p') and c.relrowsecurity
+       and not exists (select 1 from pg_catalog.pg_policy p where p.polrelid = c.oid)
+     order by c.relname
+  loop
+    execute pg_catalog.format(
+      'create policy %I on %s as permissive for all to public using (false) with check (false)',
+      (select c.relname from pg_catalog.pg_class c where c.oid = v_rel) || '_no_direct_access', v_rel);
+  end loop;
+end
+$deny$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Every function of ours: search_path = pg_catalog, pg_temp, and no EXECUTE for PUBLIC or anon.
+-- (The core's `alter default privileges in schema fred revoke execute on functions from public`
+-- could not remove PUBLIC's built-in EXECUTE; each release revokes explicitly, and the suite
+-- checks that a fresh role can execute nothing of ours.)
+do $functions$
+declare
+  v_fn regprocedure;
+begin
+  for v_fn in
+    select p.oid::regprocedure
+      from pg_catalog.pg_proc p
+     where p.pronamespace = 'fred'::regnamespace
+        or (p.pronamespace = 'public'::regnamespace and p.proname like 'fred\_%')
+     order by p.oid
+  loop
+    execute pg_catalog.format('alter function %s set search_path = pg_catalog, pg_temp', v_fn);
+    execute pg_catalog.format('revoke all on function %s from public', v_fn);
+    if exists (select 1 from pg_catalog.pg_roles where rolname = 'anon') then
+      execute pg_catalog.format('revoke all on function %s from anon', v_fn);
+    end if;
+  end loop;
+end
+$functions$;
+
+-- Grants for the functions this file adds: the API's definer functions to the roles that call
+-- the wrappers; the helpers to nobody.
+do $grants$
+declare
+  v_role text;
+  v_fn   text;
+begin
+  foreach v_role in array array['anon', 'authenticated', 'service_role', 'fred_syncd'] loop
+    if exists (select 1 from pg_catalog.pg_roles where rolname = v_role) then
+      foreach v_fn in array array['fred.check_outcome(text, text, jsonb, jsonb, jsonb)', 'fred.coaching_sessions_guard()',
+                                  'fred.check_room_owner(text, uuid)', 'fred.check_days(text, integer)',
+                                  'fred.check_quiet(text, interval)'] loop
+        execute pg_catalog.format('revoke all on function %s from %I', v_fn, v_role);
+      end loop;
+    end if;
+  end loop;
+  foreach v_role in array array['authenticated', 'service_role'] loop
+    if exists (select 1 from pg_catalog.pg_roles where rolname = v_role) then
+      foreach v_fn in array array['fred.upsert_session(text, uuid, text, jsonb)',
+                                  'fred.persist_transcript(text, jsonb, text, jsonb, jsonb, text)',
+                                  'fred.get_session(uuid)', 'fred.list_sessions(integer, timestamptz)'] loop
+        execute pg_catalog.format('grant execute on function %s to %I', v_fn, v_role);
+      end loop;
+    end if;
+  end loop;
+end
+$grants$;

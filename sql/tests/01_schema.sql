@@ -36,7 +36,7 @@ select is_empty($$
   select p.oid::regprocedure::text from pg_proc p
    where (p.pronamespace = 'fred'::regnamespace or (p.pronamespace = 'public'::regnamespace and p.proname like 'fred\_%'))
      and not exists (select 1 from unnest(coalesce(p.proconfig, '{}')) c where c like 'search_path=%')
-$$, 'every fred function has a fixed search_path');
+$$, 'every fred function has a fixed search_path (see 08_security.sql for its order)');
 select is_empty($$
   select c.relname::text from pg_class c
    where c.relnamespace = 'fred'::regnamespace and c.relkind in ('r', 'p') and not c.relrowsecurity
@@ -58,8 +58,9 @@ select set_eq($$
   select p.proname::text from pg_proc p
    where (p.pronamespace = 'fred'::regnamespace or (p.pronamespace = 'public'::regnamespace and p.proname like 'fred\_%'))
      and has_function_privilege('authenticated', p.oid, 'execute')
-$$, array['fred_upsert_session', 'fred_persist_transcript', 'fred_get_session', 'fred_list_sessions', 'owns_recording'],
-  'authenticated may call exactly the four API functions, and the storage policy''s check');
+$$, array['fred_upsert_session', 'fred_persist_transcript', 'fred_get_session', 'fred_list_sessions',
+          'upsert_session', 'persist_transcript', 'get_session', 'list_sessions', 'owns_recording'],
+  'authenticated may call exactly the four API functions, the definer functions behind them, and the storage policy''s check');
 select ok(has_function_privilege('fred_syncd', 'fred.apply_livekit_event(jsonb)', 'execute'), 'fred_syncd may apply events');
 select ok(has_function_privilege('service_role', 'fred.apply_livekit_event(jsonb)', 'execute'), 'service_role may apply events');
 select ok(not has_function_privilege('authenticated', 'fred.apply_livekit_event(jsonb)', 'execute'), 'authenticated may not apply events');

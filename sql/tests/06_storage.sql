@@ -4,6 +4,8 @@ select no_plan();
 
 select policies_are('storage'::name, 'objects'::name, array['fred_recordings_owner_read']::name[],
                     'the recordings policy is on storage.objects');
+select is((select relowner::regrole::text from pg_class where oid = 'storage.objects'::regclass), 'supabase_storage_admin',
+          'storage.objects belongs to supabase_storage_admin, as on hosted Supabase (not to the migrating role)');
 insert into storage.objects (bucket_id, name) values
   ('voice-recordings', 'room-a/1.ogg'), ('voice-recordings', 'room-b/2.ogg'), ('voice-recordings', 'room-n/3.ogg'),
   ('other-bucket', 'room-a/1.ogg');

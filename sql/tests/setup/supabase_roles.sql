@@ -43,7 +43,15 @@ as $$
 $$;
 grant usage on schema public to anon, authenticated, service_role;
 
--- A minimal Supabase Storage: the objects table, with RLS, owned by the role that runs migrations.
+-- A minimal Supabase Storage: the objects table, with RLS, owned by supabase_storage_admin as on
+-- hosted Supabase (not by the role that runs migrations). Whether that role may create a policy
+-- on it is up to the test driver: .ci/pgtap.sh makes fred_owner a member of
+-- supabase_storage_admin (allowed) and also checks a role that is not (the WARNING path).
+do $storage_admin$ begin
+  if not exists (select 1 from pg_roles where rolname = 'supabase_storage_admin') then
+    create role supabase_storage_admin nologin noinherit;
+  end if;
+end $storage_admin$;
 create schema if not exists storage;
 grant usage on schema storage to anon, authenticated, service_role;
 create table if not exists storage.objects (
@@ -54,10 +62,10 @@ create table if not exists storage.objects (
   created_at timestamptz default now()
 );
 alter table storage.objects enable row level security;
+alter table storage.objects owner to supabase_storage_admin;
 grant select, insert, update, delete on storage.objects to anon, authenticated, service_role;
 do $storage_owner$ begin
-  if exists (select 1 from pg_roles where rolname = 'fred_owner') and current_database() <> 'fred_test_ext' then
+  if exists (select 1 from pg_roles where rolname = 'fred_owner') then
     grant usage on schema storage to fred_owner;
-    alter table storage.objects owner to fred_owner;
   end if;
 end $storage_owner$;
