@@ -10,7 +10,8 @@
 #                        regenerates a single history of a seed
 #   FRED_DIFF_LEFT       ext (default) or sql: the install compared with the SQL install
 #                        (sql + sql is the harness's self-check)
-#   FRED_DIFF_MIGRATIONS the migration files of the SQL install (default sql/supabase/migrations)
+#   FRED_DIFF_MIGRATIONS the migration files of the SQL install on the right (default
+#                        sql/supabase/migrations): a directory with a changed copy plants a difference
 #   FRED_DIFF_KEEP=1     keep the two databases (their names are printed)
 # Databases are named with a per-run suffix and dropped at exit. On a difference it prints the
 # seed and history, a command that reproduces it, the differing lines, and a reduced history
@@ -64,14 +65,14 @@ install_ext() {
   "${PSQL[@]}" -d "$1" -c 'create extension fred'
   "${PSQL[@]}" -d "$1" -f sql/tests/setup/helpers.sql
 }
-install_sql() {
+install_sql() { # db [migrations]
   "${PSQL[@]}" -d "$1" -f sql/tests/setup/supabase_roles.sql
   PGPASSWORD=fred_owner psql -X -q -v ON_ERROR_STOP=1 -U fred_owner -d "$1" \
-    -f sql/tests/setup/supabase_defaults.sql $(printf -- '-f %s ' "$MIGRATIONS"/*.sql)
+    -f sql/tests/setup/supabase_defaults.sql $(printf -- '-f %s ' "${2:-sql/supabase/migrations}"/*.sql)
   "${PSQL[@]}" -d "$1" -f sql/tests/setup/helpers.sql
 }
 "install_$LEFT" "$A" >"$W/install_a.log" 2>&1 || { cat "$W/install_a.log" >&2; exit 1; }
-install_sql "$B" >"$W/install_b.log" 2>&1 || { cat "$W/install_b.log" >&2; exit 1; }
+install_sql "$B" "$MIGRATIONS" >"$W/install_b.log" 2>&1 || { cat "$W/install_b.log" >&2; exit 1; }
 for db in "$A" "$B"; do "${PSQL[@]}" -d "$db" -f sql/tests/differential/diff.sql >/dev/null; done
 echo "differential: $A ($("${PSQL[@]}" -d "$A" -Atc 'select fred.version()')) vs $B, seed $SEED, histories $FIRST..$((FIRST + HISTORIES - 1))"
 
@@ -97,11 +98,11 @@ if cmp -s "$W/a.txt" "$W/b.txt"; then
 fi
 
 # A difference: name it, then reduce its history.
-first=$(diff "$W/a.txt" "$W/b.txt" | grep -m1 -E '^[<>] h=' | sed -E 's/^[<>] h=(-?[0-9]+).*/\1/')
+first=$( (diff "$W/a.txt" "$W/b.txt" || true) | grep -m1 -E '^[<>] h=' | sed -E 's/^[<>] h=(-?[0-9]+).*/\1/')
 echo "differential: FAILED: $A and $B differ in history $first of seed $SEED" >&2
 echo "  reproduce: FRED_DIFF_SEED=$SEED FRED_DIFF_FIRST=$first FRED_DIFF_HISTORIES=1 .ci/differential.sh" >&2
 echo "  differing lines of history $first (< $LEFT, > sql):" >&2
-diff <(grep -E "^h=$first " "$W/a.txt") <(grep -E "^h=$first " "$W/b.txt") | grep -E '^[<>]' | head -n 20 | cut -c1-1500 >&2 || true
+(diff <(grep -E "^h=$first " "$W/a.txt") <(grep -E "^h=$first " "$W/b.txt") || true) | grep -E '^[<>]' | head -n 20 | cut -c1-1500 >&2 || true
 
 "${PSQL[@]}" -d "$A" -Atc "select fred_diff.history_json($first)" >"$W/hist.json"
 trial() { # steps.json -> 0 when the installs still differ
@@ -114,22 +115,30 @@ trial() { # steps.json -> 0 when the installs still differ
   ! cmp -s "$W/$A.txt" "$W/$B.txt"
 }
 if trial "$W/hist.json"; then
-  n=$(jq length "$W/hist.json")
-  i=0
-  while [ "$i" -lt "$n" ]; do
-    jq -c "del(.[$i])" "$W/hist.json" >"$W/cand.json"
-    if trial "$W/cand.json"; then
-      mv "$W/cand.json" "$W/hist.json"
-      n=$((n - 1))
-    else
-      i=$((i + 1))
-    fi
+  # Remove steps one at a time while the difference remains, until no single step can go
+  # (jq is not used on the steps: it would round int64 numbers).
+  drop_step() { "${PSQL[@]}" -d "$A" -Atc "select coalesce(jsonb_agg(x order by o), '[]') from jsonb_array_elements(\$j\$$(cat "$1")\$j\$::jsonb) with ordinality a(x, o) where o <> $2 + 1"; }
+  n=$("${PSQL[@]}" -d "$A" -Atc "select jsonb_array_length(\$j\$$(cat "$W/hist.json")\$j\$::jsonb)")
+  changed=1
+  while [ "$changed" = 1 ]; do
+    changed=0
+    i=0
+    while [ "$i" -lt "$n" ]; do
+      drop_step "$W/hist.json" "$i" >"$W/cand.json"
+      if trial "$W/cand.json"; then
+        mv "$W/cand.json" "$W/hist.json"
+        n=$((n - 1))
+        changed=1
+      else
+        i=$((i + 1))
+      fi
+    done
   done
   trial "$W/hist.json" || true
   echo "  reduced history ($n steps; each applied in its own transaction, in this order):" >&2
-  jq -c '.[] | {kind, payload}' "$W/hist.json" | cut -c1-3000 >&2
+  "${PSQL[@]}" -d "$A" -Atc "select x ->> 'kind' || ' ' || (x -> 'payload')::text from jsonb_array_elements(\$j\$$(cat "$W/hist.json")\$j\$::jsonb) with ordinality a(x, o) order by o" | cut -c1-3000 >&2
   echo "  its differing lines (< $LEFT, > sql):" >&2
-  diff "$W/$A.txt" "$W/$B.txt" | grep -E '^[<>]' | cut -c1-1500 >&2 || true
+  (diff "$W/$A.txt" "$W/$B.txt" || true) | grep -E '^[<>]' | cut -c1-1500 >&2 || true
 else
   echo "  (the history alone, on empty tables, shows no difference: it depends on earlier histories)" >&2
 fi
