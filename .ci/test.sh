@@ -3,11 +3,15 @@
 #   1. formatting and lints;
 #   2. the extension's Rust unit tests and #[pg_test]s (cargo pgrx test, in a throw-away cluster);
 #   3. the shared pgTAP suite against both installs on PostgreSQL 15, and the SQL install on PostgreSQL 17;
-#   4. the daemon's tests against the real local PostgreSQL.
+#   4. the system of record: migration guard, upgrades from the previous release, backups;
+#   5. the daemon's tests against the real local PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/setup.sh
 export PGHOST=127.0.0.1 PGPORT=5432
+
+echo "== migrations only move forward"
+bash .ci/migration-guard.sh
 
 echo "== fmt and clippy"
 cargo fmt --all --check
@@ -22,6 +26,9 @@ cargo pgrx test pg15 -p fred --runas postgres --pgdata "$PGDATA_BASE" </dev/null
 
 echo "== extension: release install into PostgreSQL 15"
 bash .ci/install-extension.sh
+
+echo "== upgrades and backups"
+bash .ci/lifecycle.sh
 
 echo "== pgTAP: both installs"
 bash .ci/pgtap.sh
