@@ -5,7 +5,7 @@
 #
 # Environment:
 #   FRED_DIFF_SEED       the run's seed (default 16, CI's fixed seed)
-#   FRED_DIFF_HISTORIES  how many histories (default 1500)
+#   FRED_DIFF_HISTORIES  how many histories (default 1000, about 12000 steps)
 #   FRED_DIFF_FIRST      number of the first history (default 0): with FRED_DIFF_HISTORIES=1,
 #                        regenerates a single history of a seed
 #   FRED_DIFF_LEFT       ext (default) or sql: the install compared with the SQL install
@@ -22,7 +22,7 @@ export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432}
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -U postgres)
 
 SEED=${FRED_DIFF_SEED:-16}
-HISTORIES=${FRED_DIFF_HISTORIES:-1500}
+HISTORIES=${FRED_DIFF_HISTORIES:-1000}
 FIRST=${FRED_DIFF_FIRST:-0}
 LEFT=${FRED_DIFF_LEFT:-ext}
 MIGRATIONS=${FRED_DIFF_MIGRATIONS:-sql/supabase/migrations}

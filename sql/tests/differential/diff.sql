@@ -451,11 +451,11 @@ begin
 
   -- Order: causal, nearly causal (a few neighbours swapped) or shuffled.
   if order_mode = 0 then
-    select jsonb_agg(x order by (x ->> 'o')::bigint, ord) into items from jsonb_array_elements(items) with ordinality a(x, ord);
+    select coalesce(jsonb_agg(x order by (x ->> 'o')::bigint, ord), '[]') into items from jsonb_array_elements(items) with ordinality a(x, ord);
   elsif order_mode = 1 then
-    select jsonb_agg(x order by (x ->> 'o')::bigint + fred_diff.r(30), ord) into items from jsonb_array_elements(items) with ordinality a(x, ord);
+    select coalesce(jsonb_agg(x order by (x ->> 'o')::bigint + fred_diff.r(30), ord), '[]') into items from jsonb_array_elements(items) with ordinality a(x, ord);
   else
-    select jsonb_agg(x order by fred_diff.r(1000000), ord) into items from jsonb_array_elements(items) with ordinality a(x, ord);
+    select coalesce(jsonb_agg(x order by fred_diff.r(1000000), ord), '[]') into items from jsonb_array_elements(items) with ordinality a(x, ord);
   end if;
 
   -- Key styles, then steps: LiveKit and syncd events one at a time (as the daemon's owner,
