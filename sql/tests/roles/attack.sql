@@ -7,10 +7,13 @@
 -- every function of ours this role may execute, with realistic arguments and with generic ones.
 -- attack.sh fails unless every probe report names this role itself.
 \set ON_ERROR_STOP 1
-set client_min_messages = warning;
+-- One transaction, rolled back at the end: the attack leaves no rows behind (the WARNINGs that
+-- report the probes reach the client as they happen).
+begin;
+set local client_min_messages = warning;
 -- An end user's request (ignored by fred_syncd, which is trusted).
 select pg_catalog.set_config('request.jwt.claims',
-  '{"sub": "00000000-0000-0000-0000-0000000000ff", "role": "authenticated"}', false) \g /dev/null
+  '{"sub": "00000000-0000-0000-0000-0000000000ff", "role": "authenticated"}', true) \g /dev/null
 
 create function pg_temp.fred_probe() returns pg_catalog.bool
 language plpgsql as $$
@@ -144,3 +147,4 @@ begin
   raise warning 'fred-attack-summary: called % of % executable functions (% calls succeeded)', v_called, v_total, v_ok;
 end
 $calls$;
+rollback;
