@@ -44,9 +44,9 @@ $$;
 grant usage on schema public to anon, authenticated, service_role;
 
 -- A minimal Supabase Storage: the objects table, with RLS, owned by supabase_storage_admin as on
--- hosted Supabase (not by the role that runs migrations). Whether that role may create a policy
--- on it is up to the test driver: .ci/pgtap.sh makes fred_owner a member of
--- supabase_storage_admin (allowed) and also checks a role that is not (the WARNING path).
+-- hosted Supabase (not by the role that runs migrations). fred_owner, the migrating role of the
+-- test drivers, may act as supabase_storage_admin, so it may create the recordings policy (the
+-- allowed case); sql/tests/roles/hosted_storage.sh checks a migrating role that may not.
 do $storage_admin$ begin
   if not exists (select 1 from pg_roles where rolname = 'supabase_storage_admin') then
     create role supabase_storage_admin nologin noinherit;
@@ -67,5 +67,8 @@ grant select, insert, update, delete on storage.objects to anon, authenticated, 
 do $storage_owner$ begin
   if exists (select 1 from pg_roles where rolname = 'fred_owner') then
     grant usage on schema storage to fred_owner;
+    if not pg_has_role('fred_owner', 'supabase_storage_admin', 'member') then
+      grant supabase_storage_admin to fred_owner;
+    end if;
   end if;
 end $storage_owner$;
