@@ -16,9 +16,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY extension ./extension
 COPY syncd ./syncd
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target \
-    cargo build --release -p syncd --locked \
+# Plain RUN, no BuildKit cache mounts, so every builder (Fly's, Render's, docker build) accepts it.
+RUN cargo build --release -p syncd --locked \
  && install -D -m 0755 target/release/syncd /out/syncd
 
 # --- runtime: small, CA certificates for TLS to Postgres, LiveKit and S3 ----------------------
