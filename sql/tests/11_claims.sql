@@ -183,9 +183,11 @@ select is((select (egress_status, egress_updated_ns, recording_status, recording
 create function pg_temp.with_cap(p_name text, p_value text, p_transcript jsonb) returns text
 language plpgsql as $$
 declare
-  r text;
+  r     text;
+  v_old text;
 begin
   perform fred.check_transcript('[]');  -- loads the extension's library, so its GUCs exist
+  v_old := coalesce(current_setting(p_name, true), '');
   begin
     perform set_config(p_name, p_value, true);
     perform fred.check_transcript(p_transcript);
@@ -193,7 +195,7 @@ begin
   exception when others then
     r := sqlstate;
   end;
-  perform set_config(p_name, '', true);
+  perform set_config(p_name, v_old, true);
   return r;
 end
 $$;
