@@ -129,7 +129,7 @@ helpers "$UP"; fill "$UP"; snapshot "$UP"
 # The new shared library replaces the old one before ALTER EXTENSION runs: the old version's
 # functions must keep working with it (0.2.0 keeps every symbol 0.1.0 names).
 install_files "$W/current"
-"${PSQL[@]}" -d "$UP" -At <<SQL
+"${PSQL[@]}" -d "$UP" -At >/dev/null <<SQL
 begin;
 select fred.apply_livekit_event(fred_test.retag(body, 'between')) from fred_test.call_events order by seq;
 select fred.check_transcript('[{"speaker": "user", "text": "hi"}]');
@@ -186,10 +186,12 @@ suite "$R1"
 R2=fred_rs_ext_b_$RUN; newdb "$R2"
 "${PSQL[@]}" -d "$R2" -f "$W/ext.sql" >/dev/null
 check_restored "$R2" "plain format"
-# c) the extension is created first (as a platform does), then the dump is restored.
+# c) the extension is created first (as a platform does), then the dump is restored. The dump
+#    creates schema fred itself (the schema that holds an extension cannot belong to it), so the
+#    restore replaces what is there: --clean --if-exists.
 R3=fred_rs_ext_c_$RUN; newdb "$R3"
 "${PSQL[@]}" -d "$R3" -c 'create extension fred' >/dev/null
-pg_restore -U postgres --exit-on-error -d "$R3" "$W/ext.dump"
+pg_restore -U postgres --clean --if-exists --exit-on-error -d "$R3" "$W/ext.dump"
 check_restored "$R3" "custom format, extension created before the restore"
 replay_is_noop "$R3" "extension created first"
 
@@ -199,7 +201,7 @@ sql_db "$SRCS" "$NEW"
 helpers "$SRCS"; fill "$SRCS"
 rows "$SRCS" > "$W/source.rows"
 # As `supabase db dump` does: the project's schemas, not the platform's (auth, storage).
-PGPASSWORD=fred_owner pg_dump -U fred_owner -Fc -n fred -n public -f "$W/sql.dump" "$SRCS"
+PGPASSWORD=fred_owner pg_dump -U fred_owner -Fc -N auth -N storage -N fred_test -f "$W/sql.dump" "$SRCS"
 RS=fred_rs_sql_$RUN; newdb "$RS" fred_owner
 "${PSQL[@]}" -d "$RS" -f sql/tests/setup/supabase_roles.sql
 PGPASSWORD=fred_owner pg_restore -U fred_owner --no-owner --exit-on-error -d "$RS" "$W/sql.dump"

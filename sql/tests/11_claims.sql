@@ -46,7 +46,7 @@ select is((select (runner, finished_at, changed, length(error)) from fred.job_ru
             where job = 'stale' and tick = timestamptz '2026-12-01 10:00+00'),
           row('runner-a'::text, now(), 3, 2000),
           'jobs: finish_job_run stores the finish time, the count and the error (cut to 2000 characters)');
-select is((select count(*)::int from fred.job_runs), 1, 'jobs: one row per job and tick');
+select is((select count(*)::int from fred.job_runs where job = 'stale' and tick = timestamptz '2026-12-01 10:00+00'), 1, 'jobs: one row per job and tick');
 
 -- fred.reconcile_candidates / fred.mark_egress_lost
 select results_eq($$ select room_name from fred.reconcile_candidates(interval '10 minutes') order by room_name $$,

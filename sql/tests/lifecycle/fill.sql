@@ -50,8 +50,8 @@ select fred_test.rpc('authenticated', '11111111-1111-4111-8111-111111111111', 'f
                        'transcript', (select jsonb_agg(jsonb_build_object('speaker', case when i % 2 = 0 then 'coach' else 'user' end,
                                                                           'text', 'line ' || i || ' — übung', 'ts', i))
                                         from generate_series(1, 40) i),
-                       'summary', 'Worked on the pitch.', 'decisions', '["practise daily"]',
-                       'next_actions', '[{"what": "record a take", "due": "2026-12-02"}]'));
+                       'summary', 'Worked on the pitch.', 'decisions', '["practise daily"]'::jsonb,
+                       'next_actions', '[{"what": "record a take", "due": "2026-12-02"}]'::jsonb));
 select fred_test.rpc('service_role', null, 'fred_persist_transcript',
                      '{"room_name": "fill-server", "transcript": [{"role": "assistant", "text": "hello"}], "summary": "server-side"}');
 select fred_test.rpc('authenticated', '22222222-2222-4222-8222-222222222222', 'fred_upsert_session', '{"room_name": "fill-active"}');
