@@ -34,6 +34,14 @@ echo "== pgTAP: both installs"
 bash .ci/pgtap.sh
 bash .ci/pg17.sh
 
+echo "== the two engines against each other, and concurrent writers"
+bash .ci/differential.sh
+bash .ci/isolation.sh
+
+echo "== deploy recipes and the adopter's examples"
+bash .ci/deploy-check.sh
+bash .ci/examples.sh
+
 echo "== syncd"
 psql -X -q -v ON_ERROR_STOP=1 -U postgres -d postgres <<'SQL'
 drop database if exists fred_syncd_test with (force);
