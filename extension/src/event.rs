@@ -271,9 +271,11 @@ fn room(o: &Map<String, Value>) -> Result<Room> {
             .map(|s| seconds_to_us("creationTime", s))
             .transpose()?,
     };
-    // Metadata is the app's own string; only a JSON object with a uuid `user_id` counts.
+    // Metadata is the app's own string; only a JSON object with a uuid `user_id` counts. What
+    // jsonb cannot hold (a NUL character) does not count either, as in the SQL install.
     let user_id = string(o, "metadata")?
         .and_then(|m| serde_json::from_str::<Value>(&m).ok())
+        .filter(|m| !has_nul(m))
         .and_then(|m| m.get("user_id").and_then(Value::as_str).map(str::to_owned))
         .filter(|u| is_uuid(u))
         .map(|u| u.to_ascii_lowercase());
@@ -283,6 +285,16 @@ fn room(o: &Map<String, Value>) -> Result<Room> {
         created_us,
         user_id,
     })
+}
+
+/// True when a string or key anywhere in `v` holds U+0000, which jsonb refuses.
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 /// The echoed S3 upload of the egress request, from any request type's first file output.
@@ -398,7 +410,8 @@ pub fn parse(v: &Value) -> Result<Event> {
     let egress_participant = match object(o, "participant")? {
         Some(p) => {
             matches!(field(p, "kind"), Some(Value::String(k)) if k == "EGRESS")
-                || matches!(field(p, "kind"), Some(Value::Number(n)) if n.as_i64() == Some(3))
+                // A number compares as jsonb does: 3, 3.0 and 3e0 are all EGRESS.
+                || matches!(field(p, "kind"), Some(Value::Number(n)) if n.as_f64() == Some(3.0))
         }
         None => false,
     };
@@ -502,5 +515,31 @@ mod tests {
         assert!(ev.ignored());
         let ev = parse(&json!({"event":"ingress_started","id":"E"})).unwrap();
         assert!(ev.ignored());
+        // As jsonb compares numbers: 3.0 is 3 (found by the differential test).
+        for kind in [
+            json!(3),
+            json!(3.0),
+            serde_json::from_str::<Value>("3e0").unwrap(),
+        ] {
+            let ev = parse(&json!({"event":"participant_joined","id":"E","room":{"sid":"RM"},"participant":{"kind":kind}})).unwrap();
+            assert!(ev.ignored(), "kind {kind}");
+        }
+        let ev = parse(&json!({"event":"participant_joined","id":"E","room":{"sid":"RM"},"participant":{"kind":3.5}})).unwrap();
+        assert!(!ev.ignored());
+    }
+
+    #[test]
+    fn metadata_jsonb_cannot_hold_names_no_owner() {
+        // jsonb refuses \u0000, so the SQL install cannot read such metadata: neither may Rust.
+        let meta = r#"{"user_id":"7c9e6679-7425-40de-944b-e07fc1f90ae7","x":"\u0000"}"#;
+        let ev =
+            parse(&json!({"event":"room_started","id":"E","room":{"sid":"RM","metadata":meta}}))
+                .unwrap();
+        assert_eq!(ev.room.user_id, None);
+        let meta = r#"{"user_id":"7c9e6679-7425-40de-944b-e07fc1f90ae7","x":"\\u0000"}"#;
+        let ev =
+            parse(&json!({"event":"room_started","id":"E","room":{"sid":"RM","metadata":meta}}))
+                .unwrap();
+        assert!(ev.room.user_id.is_some(), "an escaped backslash is no NUL");
     }
 }

@@ -1,6 +1,6 @@
 -- The contract's shape: tables, signatures, grants and Supabase's lints, restated as assertions.
 begin;
-select no_plan();
+select plan(54);
 
 select has_table('fred'::name, 'coaching_sessions'::name, 'fred.coaching_sessions exists');
 select has_table('fred'::name, 'livekit_events'::name, 'the event ledger exists');

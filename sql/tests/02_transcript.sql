@@ -1,6 +1,6 @@
 -- Transcript caps and shape, through fred_persist_transcript.
 begin;
-select no_plan();
+select plan(36);
 
 create temp table t as
 select jsonb_agg(jsonb_build_object('text', 'line ' || i, 'speaker', case when i % 2 = 0 then 'coach' else 'user' end, 'ts', i)) as t500
@@ -69,10 +69,19 @@ select is((select (transcript_entries, summary, decisions, next_actions, call_ty
 select fred_persist_transcript('tx-room', '[{"text": "only", "speaker": "coach"}]', summary => 'second', call_type => 'review');
 select is((select (summary, call_type, decisions) from fred.coaching_sessions where room_name = 'tx-room'),
           row('second'::text, 'review'::text, '["d1"]'::jsonb), 'passed values replace, omitted ones stay');
-create temp table before_repeat as select to_jsonb(s) as row from fred.coaching_sessions s where room_name = 'tx-room';
+-- now() does not move inside this transaction, so age updated_at first: a repeat that wrote the
+-- row would set it to now(). The row's ctid shows that no new version was written at all.
+update fred.coaching_sessions set updated_at = timestamptz '2000-01-01 00:00+00' where room_name = 'tx-room';
+create temp table before_repeat as
+  select to_jsonb(s) as row, s.ctid as row_ctid from fred.coaching_sessions s where room_name = 'tx-room';
 select fred_persist_transcript('tx-room', '[{"text": "only", "speaker": "coach"}]', summary => 'second', call_type => 'review');
 select is((select to_jsonb(s) from fred.coaching_sessions s where room_name = 'tx-room'), (select row from before_repeat),
           'a repeat of the same call leaves the same row, updated_at included');
+select is((select s.ctid from fred.coaching_sessions s where room_name = 'tx-room'), (select row_ctid from before_repeat),
+          'a repeat of the same call writes no new row version');
+select fred_persist_transcript('tx-room', '[{"text": "changed", "speaker": "coach"}]');
+select isnt((select updated_at from fred.coaching_sessions where room_name = 'tx-room'), timestamptz '2000-01-01 00:00+00',
+            'a persist that changes the transcript moves updated_at');
 select is((select count(*)::int from fred.coaching_sessions where room_name = 'tx-room'), 1, 'still one session for the room');
 
 select * from finish();

@@ -1,6 +1,6 @@
 -- LiveKit events: the recorded call, idempotency, every order, both key styles, bad input.
 begin;
-select no_plan();
+select plan(57);
 
 -- The recorded call, in causal order.
 select results_eq($$ select fred.apply_livekit_event(body) from fred_test.call_events order by seq $$,

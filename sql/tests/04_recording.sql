@@ -1,6 +1,6 @@
 -- The recording URL rules and egress status merging.
 begin;
-select no_plan();
+select plan(15);
 
 create function pg_temp.egress(p_id text, p_room text, p_info jsonb, p_event text default 'egress_ended') returns text
 language sql as $$

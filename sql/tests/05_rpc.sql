@@ -2,7 +2,7 @@
 -- role, with the JWT claims set, named arguments from a JSON body (fred_test.rpc). Ownership,
 -- the roles' privileges, and the SQLSTATEs a client sees.
 begin;
-select no_plan();
+select plan(84);
 
 -- The SQLSTATE of p_sql run as p_role ('ok' when it succeeds). The role is restored before
 -- returning, so pgTAP (whose temp tables belong to the session user) can record the result.

@@ -1,6 +1,6 @@
 -- Playback for owners: the storage.objects policy lets a user read only their own recordings.
 begin;
-select no_plan();
+select plan(7);
 
 select policies_are('storage'::name, 'objects'::name, array['fred_recordings_owner_read']::name[],
                     'the recordings policy is on storage.objects');

@@ -3,7 +3,7 @@
 -- executable function called by fred_syncd and by a role granted authenticated) is
 -- sql/tests/roles/attack.sh, which logs in as those roles.
 begin;
-select no_plan();
+select plan(46);
 
 -- Functions of ours: schema fred, the public.fred_* API, and (extension) every member of fred.
 create temp view ours as

@@ -1,7 +1,7 @@
 -- Caps on every writable field (issue 11 §3), held by the table for every writer; the maintenance
 -- functions' argument limits (§4); syncd's own events validated like LiveKit's (issue 12).
 begin;
-select no_plan();
+select plan(73);
 
 create temp table ids (k text primary key, id uuid);
 insert into ids select 'a', fred_test.rpc1('authenticated', '00000000-0000-0000-0000-00000000000a', 'fred_upsert_session', '{"room_name": "cap-a"}')::uuid;

@@ -270,7 +270,9 @@ begin
     owner := fred_diff.pick(array[users[1], users[2], null]);
     meta := case
       when owner is not null and fred_diff.p(0.7) then jsonb_build_object('user_id', owner, 'plan', 'pro')::text
-      when owner is not null and fred_diff.p(0.5) then '{"user_id": "' || upper(owner) || '"}'
+      when owner is not null and fred_diff.p(0.5) then
+        case when fred_diff.p(0.25) then '{"user_id": "' || owner || '", "note": "\u0000"}' -- jsonb cannot hold NUL
+             else '{"user_id": "' || upper(owner) || '"}' end
       when owner is not null then null
       else fred_diff.pick(array['not json', '{"user_id": 5}', '', '{"coach": "x"}', '["a"]', '{"user_id": "not-a-uuid"}', null]) end;
     t0 := base + k * 3600 + fred_diff.r(60);
@@ -335,7 +337,7 @@ begin
           'event', 'participant_joined', 'id', 'EV_' || tag || '_' || k || '_pe', 'createdAt', fred_diff.i64(t0 + 4),
           'room', fred_diff.room(sid, name, t0, null, false),
           'participant', jsonb_build_object('sid', 'PA_' || eg, 'identity', eg,
-                                            'kind', fred_diff.pick(array['"EGRESS"'::jsonb, '3'::jsonb]))));
+                                            'kind', fred_diff.pick(array['"EGRESS"'::jsonb, '3'::jsonb, '3.0'::jsonb, '3e0'::jsonb]))));
       end if;
       sts := array['EGRESS_STARTING'];
       if fred_diff.p(0.8) then sts := sts || 'EGRESS_ACTIVE'::text; end if;
