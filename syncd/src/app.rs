@@ -1,94 +1,32 @@
-//! Wiring: the HTTP server, the drainer and (when configured) recordings and jobs.
+//! Wiring: the HTTP server, the drainer, the spool's upkeep and (when configured) recordings
+//! and jobs; and a bounded shutdown.
 
 use crate::config::Config;
-use crate::db::Db;
 use crate::drain::Drainer;
 use crate::jobs;
-use crate::metrics::Metrics;
-use crate::recording::{self, Recorder};
-use crate::s3::S3;
-use crate::spool::Spool;
-use crate::webhook::{self, Keyed, verify::Verifier};
+use crate::recording;
+use crate::server;
+use crate::state::AppState;
+use crate::webhook;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutLayer;
 
-#[derive(Clone)]
-pub struct AppState {
-    pub verifier: Verifier,
-    pub spool: Spool,
-    pub db: Db,
-    pub metrics: Arc<Metrics>,
-    pub drain_wakeup: Arc<Notify>,
-    /// Present when recording is on.
-    pub recorder: Option<Recorder>,
-    pub s3: Option<S3>,
-    /// Wakes the upload verifier after a batch lands.
-    pub verify_wakeup: Arc<Notify>,
-}
-
-impl AppState {
-    pub fn new(config: &Config) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
-        let spool = Spool::open(&config.spool_dir)?;
-        let db = Db::new(&config.database_url)?;
-        let metrics = Metrics::new();
-        let drain_wakeup = Arc::new(Notify::new());
-        let recorder = Recorder::new(
-            config,
-            spool.clone(),
-            db.clone(),
-            metrics.clone(),
-            drain_wakeup.clone(),
-        );
-        if recorder.is_none() {
-            tracing::info!(
-                "recording is off: RECORDING_S3_ACCESS_KEY, RECORDING_S3_SECRET and RECORDING_S3_ENDPOINT must all be set (and SYNCD_RECORD not \"none\")"
-            );
-        }
-        Ok(AppState {
-            verifier: Verifier::new(&config.livekit.keys),
-            spool,
-            db,
-            metrics,
-            drain_wakeup,
-            recorder,
-            s3: config.s3.as_ref().map(S3::new),
-            verify_wakeup: Arc::new(Notify::new()),
-        })
-    }
-
-    /// Work that follows an accepted webhook without delaying its answer: a new room gets its
-    /// recording started, or its row marked `disabled`.
-    pub fn after_accept(&self, keyed: &Keyed) {
-        if keyed.event.as_deref() != Some("room_started") {
-            return;
-        }
-        let (Some(sid), Some(name)) = (keyed.room_sid.clone(), keyed.room_name.clone()) else {
-            return;
-        };
-        match &self.recorder {
-            Some(r) if r.wants(&name) => r.on_room_started(sid, name),
-            _ => {
-                let (spool, wake) = (self.spool.clone(), self.drain_wakeup.clone());
-                tokio::spawn(async move {
-                    recording::spool_event(&spool, &wake, recording::disabled_event(&sid, &name))
-                        .await
-                });
-            }
-        }
-    }
-}
-
-pub fn router(state: AppState, max_body: usize) -> Router {
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
     Router::new()
         .route(
             "/livekit/webhook",
-            post(webhook::receive).layer(DefaultBodyLimit::max(max_body)),
+            post(webhook::receive).layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                request_timeout,
+            )),
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -96,14 +34,41 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .with_state(state)
 }
 
+/// How long /readyz waits for Postgres.
+const READY_DB_WAIT: Duration = Duration::from_secs(3);
+
+/// 200 when the spool can write, Postgres answers with a new enough fred, and the oldest
+/// queued event is younger than SYNCD_READY_MAX_LAG; 503 otherwise, saying which.
 async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     let spool = app.spool.probe().await;
-    let db = app.db.check().await;
+    // In its own task, so a slow answer is never cut off mid-statement.
+    let check = tokio::spawn({
+        let db = app.db.clone();
+        async move { db.check().await }
+    });
+    let db = match tokio::time::timeout(READY_DB_WAIT, check).await {
+        Ok(Ok(r)) => r.map_err(|e| e.to_string()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {READY_DB_WAIT:?}")),
+    };
+    let lag = app.spool.oldest_age().await.unwrap_or(0);
+    app.metrics.oldest_queued_age.set(lag);
+    let lagging = lag as u64 > app.ready_max_lag.as_secs();
+    let drain = if lagging {
+        format!(
+            "lagging: the oldest queued event waited {lag} s, over SYNCD_READY_MAX_LAG ({} s)",
+            app.ready_max_lag.as_secs()
+        )
+    } else {
+        "ok".to_owned()
+    };
     let body = serde_json::json!({
         "spool": spool.as_ref().map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string()),
-        "database": db.as_ref().map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string()),
+        "database": db.as_ref().map(|_| "ok".to_owned()).unwrap_or_else(|e| e.clone()),
+        "drain": drain,
+        "oldest_queued_age_seconds": lag,
     });
-    let status = if spool.is_ok() && db.is_ok() {
+    let status = if spool.is_ok() && db.is_ok() && !lagging {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -119,26 +84,72 @@ async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     if let Ok(d) = app.spool.depth().await {
         app.metrics.spool_depth.set(d);
     }
+    if let Ok(age) = app.spool.oldest_age().await {
+        app.metrics.oldest_queued_age.set(age);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),
     )
 }
 
-/// A running daemon: its address, and a handle to stop it gracefully.
+/// Prunes the spool's bookkeeping and gives its space back, every `every`.
+async fn maintain_loop(
+    spool: crate::spool::Spool,
+    every: Duration,
+    keep: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return,
+        }
+        match spool.maintain(keep).await {
+            Ok(m) => tracing::debug!(
+                seen_pruned = m.seen_pruned,
+                claims_pruned = m.claims_pruned,
+                bytes_on_disk = m.bytes_on_disk,
+                "spool maintained"
+            ),
+            Err(e) => tracing::warn!(error = %e, "spool maintenance failed"),
+        }
+    }
+}
+
+/// A running daemon: its address, and a handle to stop it within the grace period.
 pub struct Running {
     pub addr: std::net::SocketAddr,
     pub state: AppState,
-    stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: CancellationToken,
+    grace: Duration,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stop accepting, finish in-flight requests, let the drainer finish its batch, then return.
+    /// Stops accepting, gives in-flight requests and spawned tasks the grace period, lets the
+    /// drainer finish its batch, then returns; whatever is still running then is dropped
+    /// (spooled events stay on disk for the next start).
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = t.await;
+        self.stop.cancel();
+        self.state.tasks.close();
+        let deadline = tokio::time::Instant::now() + self.grace + Duration::from_millis(500);
+        let tracked = self.state.tasks.clone();
+        let mut tasks = self.tasks;
+        let all = async {
+            for t in tasks.iter_mut() {
+                let _ = t.await;
+            }
+            tracked.wait().await;
+        };
+        if tokio::time::timeout_at(deadline, all).await.is_err() {
+            tracing::warn!(
+                spawned = self.state.tasks.len(),
+                "grace period over: dropping work still running"
+            );
+            for t in &tasks {
+                t.abort();
+            }
         }
     }
 }
@@ -151,7 +162,7 @@ pub async fn start(
 ) -> Result<Running, Box<dyn std::error::Error + Send + Sync>> {
     let state = AppState::new(config)?;
     let addr = listener.local_addr()?;
-    let (stop, stop_rx) = watch::channel(false);
+    let stop = CancellationToken::new();
 
     let drainer = Drainer {
         spool: state.spool.clone(),
@@ -159,29 +170,32 @@ pub async fn start(
         metrics: state.metrics.clone(),
         wake: state.drain_wakeup.clone(),
         landed: state.verify_wakeup.clone(),
+        poison_tries: config.drain.poison_tries,
     };
-    let mut http_stop = stop_rx.clone();
-    let app = router(state.clone(), config.max_body);
-    let server = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = http_stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "http server failed");
-        }
-    });
-    let drain = tokio::spawn(drainer.run(stop_rx.clone()));
-    let mut tasks = vec![server, drain];
+    let app = router(state.clone(), config.limits.request_timeout);
+    let mut tasks = vec![
+        tokio::spawn(server::serve(
+            listener,
+            app,
+            config.limits.clone(),
+            state.metrics.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(drainer.run(stop.clone())),
+        tokio::spawn(maintain_loop(
+            state.spool.clone(),
+            config.drain.maintain_every,
+            config.drain.seen_window,
+            stop.clone(),
+        )),
+    ];
     if let Some(s3) = state.s3.clone() {
         tasks.push(tokio::spawn(recording::verify_loop(
             state.db.clone(),
             s3,
             state.verify_wakeup.clone(),
-            std::time::Duration::from_secs(30),
-            stop_rx.clone(),
+            Duration::from_secs(30),
+            stop.clone(),
         )));
     }
     let ctx = jobs::Context::new(
@@ -200,7 +214,7 @@ pub async fn start(
                 ctx.clone(),
                 job,
                 schedule,
-                stop_rx.clone(),
+                stop.clone(),
             )));
         }
     }
@@ -209,6 +223,7 @@ pub async fn start(
         addr,
         state,
         stop,
+        grace: config.limits.shutdown_grace,
         tasks,
     })
 }

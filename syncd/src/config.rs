@@ -1,6 +1,7 @@
 //! Configuration: parsed once, from the environment and an optional `.env` file, into typed
 //! structs. A missing or invalid value names its variable.
 
+use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,9 +22,10 @@ fn err(var: &'static str, msg: impl Into<String>) -> ConfigError {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Config {
-    pub database_url: String,
+    /// Holds the password: kept out of Debug output.
+    pub database_url: SecretString,
     pub livekit: LiveKit,
     pub listen: SocketAddr,
     pub spool_dir: PathBuf,
@@ -35,33 +37,67 @@ pub struct Config {
     pub log_json: bool,
     /// Per-request timeout of Egress API calls.
     pub egress_timeout: Duration,
+    pub limits: Limits,
+    pub drain: Drain,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+/// What a stranger can cost: each limit has its variable (see docs/syncd-notes.md).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// SYNCD_HEADER_TIMEOUT: a request's headers must arrive within this.
+    pub header_timeout: Duration,
+    /// SYNCD_REQUEST_TIMEOUT: a webhook, body included, must be read and answered within this.
+    pub request_timeout: Duration,
+    /// SYNCD_MAX_CONNECTIONS: open connections; past it a connection is answered 503.
+    pub max_connections: usize,
+    /// SYNCD_MAX_INFLIGHT_BYTES: bodies being read at once (by Content-Length); past it, 503.
+    pub max_inflight_bytes: usize,
+    /// SYNCD_MAX_TOKEN_TTL: a webhook token may not be valid for longer than this from now.
+    pub max_token_ttl: Duration,
+    /// SYNCD_SHUTDOWN_GRACE: after SIGTERM, how long in-flight work may take.
+    pub shutdown_grace: Duration,
+}
+
+/// The drainer, the database and the spool's upkeep.
+#[derive(Clone, Debug)]
+pub struct Drain {
+    /// SYNCD_DB_TIMEOUT: client-side timeout of every database call.
+    pub db_timeout: Duration,
+    /// SYNCD_READY_MAX_LAG: /readyz answers 503 when the oldest queued event is older.
+    pub ready_max_lag: Duration,
+    /// SYNCD_POISON_TRIES: tries of one event failing on its own before it is quarantined.
+    pub poison_tries: u32,
+    /// SYNCD_SEEN_WINDOW: how long drained ids and recording claims are remembered.
+    pub seen_window: Duration,
+    /// SYNCD_SPOOL_MAINTAIN_EVERY: how often the spool is pruned and its space given back.
+    pub maintain_every: Duration,
+}
+
+#[derive(Clone, Debug)]
 pub struct LiveKit {
     /// The server URL for the Egress API (`wss://` is sent as `https://`).
     pub url: Option<String>,
     /// (api key, secret) pairs; the first is `LIVEKIT_API_KEY`, the rest are for rotation.
-    pub keys: Vec<(String, String)>,
+    pub keys: Vec<(String, SecretString)>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct S3 {
     pub access_key: String,
-    pub secret: String,
+    pub secret: SecretString,
     pub endpoint: String,
     pub bucket: String,
     pub region: String,
     pub key_template: String,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Record {
     pub all: bool,
     pub prefix: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Jobs {
     pub reconcile: Option<cron::Schedule>,
     pub reconcile_after: Duration,
@@ -98,6 +134,50 @@ impl Vars<'_> {
             return Err(err(var, "must be longer than zero"));
         }
         Ok(d)
+    }
+
+    /// A duration of at least `min`.
+    fn duration_min(
+        &self,
+        var: &'static str,
+        default: &str,
+        min: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let d = self.duration(var, default)?;
+        if d < min {
+            return Err(err(
+                var,
+                format!(
+                    "must be at least {} (got {})",
+                    humantime::format_duration(min),
+                    humantime::format_duration(d)
+                ),
+            ));
+        }
+        Ok(d)
+    }
+
+    /// A whole number within `range`.
+    fn count(
+        &self,
+        var: &'static str,
+        default: usize,
+        range: std::ops::RangeInclusive<usize>,
+    ) -> Result<usize, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(s) => match s.parse::<usize>() {
+                Ok(n) if range.contains(&n) => Ok(n),
+                _ => Err(err(
+                    var,
+                    format!(
+                        "{s:?} must be a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                )),
+            },
+        }
     }
 
     fn schedule(
@@ -137,6 +217,32 @@ impl Vars<'_> {
 }
 
 impl Config {
+    /// The database pool, with the client-side timeout.
+    pub fn db(&self) -> Result<crate::db::Db, crate::db::DbError> {
+        crate::db::Db::with_timeout(self.database_url.expose_secret(), self.drain.db_timeout)
+    }
+
+    /// Every configured secret, to cut out of remote error text before it is logged or stored:
+    /// the LiveKit secrets, the S3 keys and the database password.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .livekit
+            .keys
+            .iter()
+            .map(|(_, s)| s.expose_secret().to_owned())
+            .collect();
+        if let Some(s3) = &self.s3 {
+            out.push(s3.secret.expose_secret().to_owned());
+            out.push(s3.access_key.clone());
+        }
+        if let Ok(c) = tokio_postgres::Config::from_str(self.database_url.expose_secret())
+            && let Some(pw) = c.get_password()
+        {
+            out.push(String::from_utf8_lossy(pw).into_owned());
+        }
+        out
+    }
+
     /// Reads `.env` (if present; real environment variables win), then the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         let _ = dotenvy::dotenv();
@@ -161,13 +267,13 @@ impl Config {
 
         let mut keys = vec![(
             v.required("LIVEKIT_API_KEY")?,
-            v.required("LIVEKIT_API_SECRET")?,
+            SecretString::from(v.required("LIVEKIT_API_SECRET")?),
         )];
         if let Some(extra) = v.get("LIVEKIT_EXTRA_KEYS") {
             for pair in extra.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 match pair.split_once(':') {
                     Some((k, s)) if !k.trim().is_empty() && !s.trim().is_empty() => {
-                        keys.push((k.trim().to_owned(), s.trim().to_owned()))
+                        keys.push((k.trim().to_owned(), SecretString::from(s.trim())))
                     }
                     _ => {
                         return Err(err(
@@ -223,7 +329,7 @@ impl Config {
                 }
                 Some(S3 {
                     access_key: a.to_owned(),
-                    secret: s.to_owned(),
+                    secret: SecretString::from(s),
                     endpoint: e.to_owned(),
                     bucket: v
                         .get("RECORDING_S3_BUCKET")
@@ -264,9 +370,9 @@ impl Config {
 
         let jobs = Jobs {
             reconcile: v.schedule("SYNCD_RECONCILE_CRON", "0 * * * * *")?,
-            reconcile_after: v.duration("SYNCD_RECONCILE_AFTER", "10m")?,
+            reconcile_after: v.duration_min("SYNCD_RECONCILE_AFTER", "10m", MINUTE)?,
             stale: v.schedule("SYNCD_STALE_CRON", "0 */10 * * * *")?,
-            stale_after: v.duration("SYNCD_STALE_AFTER", "6h")?,
+            stale_after: v.duration_min("SYNCD_STALE_AFTER", "6h", MINUTE)?,
             retention: v.schedule("SYNCD_RETENTION_CRON", "0 30 3 * * *")?,
             recording_retention_days: v.days("RECORDING_RETENTION_DAYS")?,
             transcript_retention_days: v.days("TRANSCRIPT_RETENTION_DAYS")?,
@@ -282,8 +388,27 @@ impl Config {
             }
         };
         let egress_timeout = v.duration("SYNCD_EGRESS_TIMEOUT", "10s")?;
+        let limits = Limits {
+            header_timeout: v.duration("SYNCD_HEADER_TIMEOUT", "10s")?,
+            request_timeout: v.duration("SYNCD_REQUEST_TIMEOUT", "30s")?,
+            max_connections: v.count("SYNCD_MAX_CONNECTIONS", 1024, 1..=1_000_000)?,
+            max_inflight_bytes: v.count(
+                "SYNCD_MAX_INFLIGHT_BYTES",
+                64 << 20,
+                max_body..=(u32::MAX as usize),
+            )?,
+            max_token_ttl: v.duration("SYNCD_MAX_TOKEN_TTL", "10m")?,
+            shutdown_grace: v.duration("SYNCD_SHUTDOWN_GRACE", "10s")?,
+        };
+        let drain = Drain {
+            db_timeout: v.duration("SYNCD_DB_TIMEOUT", "30s")?,
+            ready_max_lag: v.duration("SYNCD_READY_MAX_LAG", "5m")?,
+            poison_tries: v.count("SYNCD_POISON_TRIES", 4, 1..=100)? as u32,
+            seen_window: v.duration("SYNCD_SEEN_WINDOW", "24h")?,
+            maintain_every: v.duration("SYNCD_SPOOL_MAINTAIN_EVERY", "10m")?,
+        };
         Ok(Config {
-            database_url,
+            database_url: SecretString::from(database_url),
             livekit: LiveKit { url, keys },
             listen,
             spool_dir,
@@ -293,9 +418,13 @@ impl Config {
             jobs,
             log_json,
             egress_timeout,
+            limits,
+            drain,
         })
     }
 }
+
+const MINUTE: Duration = Duration::from_secs(60);
 
 /// LiveKit's API is plain HTTP(S) at the same host as its WebSocket URL.
 pub fn livekit_http_url(u: &str) -> Option<String> {
@@ -367,6 +496,16 @@ mod tests {
             ("LIVEKIT_URL", "livekit.example.com"),
             ("LIVEKIT_EXTRA_KEYS", "novalue"),
             ("SYNCD_LOG_FORMAT", "xml"),
+            ("RECORDING_RETENTION_DAYS", "0"),
+            ("TRANSCRIPT_RETENTION_DAYS", "0"),
+            ("SYNCD_STALE_AFTER", "59s"),
+            ("SYNCD_RECONCILE_AFTER", "30s"),
+            ("SYNCD_MAX_CONNECTIONS", "0"),
+            ("SYNCD_MAX_INFLIGHT_BYTES", "100"),
+            ("SYNCD_SHUTDOWN_GRACE", "soon"),
+            ("SYNCD_DB_TIMEOUT", "0s"),
+            ("SYNCD_READY_MAX_LAG", "x"),
+            ("SYNCD_POISON_TRIES", "0"),
         ] {
             let e = with(&[(var, bad)]).unwrap_err();
             assert_eq!(
@@ -406,6 +545,12 @@ mod tests {
         .unwrap();
         assert!(c.jobs.stale.is_none());
         assert_eq!(c.livekit.keys.len(), 3);
-        assert_eq!(c.livekit.keys[2], ("older".to_owned(), "s2".to_owned()));
+        assert_eq!(c.livekit.keys[2].0, "older");
+        assert_eq!(c.livekit.keys[2].1.expose_secret(), "s2");
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("s1") && !debug.contains("fred_syncd:pw"),
+            "secrets stay out of Debug: {debug}"
+        );
     }
 }

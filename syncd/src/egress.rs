@@ -1,9 +1,21 @@
 //! The LiveKit Egress Twirp API (JSON): start an audio-only room-composite recording into S3,
 //! list and stop egresses. The JWT comes from the official `livekit-api` crate. It never
 //! writes to the database: callers spool or apply what it returns.
+//!
+//! Why not `livekit_api::services::egress::EgressClient` (0.10.0): its
+//! `start_room_composite_egress` always sends `advanced` encoding options (1080p30 H264 video
+//! plus Opus), even for an audio-only recording, and cannot send a preset or omit them; the
+//! other way in, `start_egress`, calls the newer `StartEgress` RPC that older servers lack. It
+//! also brings a second reqwest (0.13) and accepts no reqwest client of ours, so no timeout or
+//! CA roots of our choosing. The JSON Twirp calls here are three small functions.
+//!
+//! Remote error text is never trusted: it is truncated and every configured secret is cut out
+//! before it reaches a log line, and only [`EgressError::short_reason`] reaches a row.
 
 use livekit_api::access_token::{AccessToken, VideoGrants};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,16 +43,73 @@ impl EgressError {
     }
 }
 
+impl EgressError {
+    /// A short reason for the session row, which its owner can read: the status, the Twirp
+    /// code and at most 80 characters of the (already redacted) message.
+    pub fn short_reason(&self) -> String {
+        match self {
+            EgressError::Twirp { status, code, msg } => {
+                let code: String = code
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .take(40)
+                    .collect();
+                let msg: String = msg.chars().take(80).collect();
+                format!("egress API {status} {code}: {msg}")
+            }
+            EgressError::Transport(_) => "egress API unreachable".to_owned(),
+            EgressError::Reply(_) => "egress API reply not understood".to_owned(),
+            EgressError::Token(_) => "could not sign the egress request".to_owned(),
+        }
+    }
+}
+
+/// The most of a remote error's text that is kept.
+const MAX_REMOTE_TEXT: usize = 200;
+
+/// Cuts every secret out of `text`, then truncates it.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_owned();
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        out = out.replace(s.as_str(), "[redacted]");
+    }
+    if out.chars().count() > MAX_REMOTE_TEXT {
+        out = out.chars().take(MAX_REMOTE_TEXT).collect::<String>() + "…";
+    }
+    out
+}
+
 #[derive(Clone)]
 pub struct Egress {
     http: reqwest::Client,
     base: String,
     key: String,
-    secret: String,
+    secret: SecretString,
+    /// Cut out of any remote error text.
+    secrets: Arc<Vec<String>>,
 }
 
 impl Egress {
-    pub fn new(base: &str, key: &str, secret: &str, timeout: Duration) -> Egress {
+    /// `None` when LIVEKIT_URL is not set.
+    pub fn from_config(config: &crate::config::Config) -> Option<Egress> {
+        let url = config.livekit.url.as_ref()?;
+        let (key, secret) = &config.livekit.keys[0];
+        Some(Egress::new(
+            url,
+            key,
+            secret.expose_secret(),
+            config.egress_timeout,
+            config.secrets(),
+        ))
+    }
+
+    pub fn new(
+        base: &str,
+        key: &str,
+        secret: &str,
+        timeout: Duration,
+        secrets: Vec<String>,
+    ) -> Egress {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -50,12 +119,13 @@ impl Egress {
             http,
             base: base.trim_end_matches('/').to_owned(),
             key: key.to_owned(),
-            secret: secret.to_owned(),
+            secret: SecretString::from(secret),
+            secrets: Arc::new(secrets),
         }
     }
 
     async fn call(&self, method: &str, body: Value) -> Result<Value, EgressError> {
-        let token = AccessToken::with_api_key(&self.key, &self.secret)
+        let token = AccessToken::with_api_key(&self.key, self.secret.expose_secret())
             .with_ttl(Duration::from_secs(600))
             .with_grants(VideoGrants {
                 room_record: true,
@@ -70,7 +140,7 @@ impl Egress {
             .json(&body)
             .send()
             .await
-            .map_err(|e| EgressError::Transport(e.to_string()))?;
+            .map_err(|e| EgressError::Transport(redact(&e.to_string(), &self.secrets)))?;
         let status = resp.status().as_u16();
         let text = resp
             .text()
@@ -80,11 +150,8 @@ impl Egress {
             let err: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             return Err(EgressError::Twirp {
                 status,
-                code: err["code"].as_str().unwrap_or("unknown").to_owned(),
-                msg: err["msg"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| text.chars().take(200).collect()),
+                code: redact(err["code"].as_str().unwrap_or("unknown"), &self.secrets),
+                msg: redact(err["msg"].as_str().unwrap_or(&text), &self.secrets),
             });
         }
         if text.trim().is_empty() {
@@ -104,7 +171,7 @@ impl Egress {
                 "disable_manifest": true,
                 "s3": {
                     "access_key": s3.access_key,
-                    "secret": s3.secret,
+                    "secret": s3.secret.expose_secret(),
                     "region": s3.region,
                     // Egress wants no trailing slash here, or `location` gets `//`.
                     "endpoint": s3.endpoint.trim_end_matches('/'),
@@ -162,5 +229,25 @@ impl Egress {
     pub async fn stop(&self, egress_id: &str) -> Result<Value, EgressError> {
         self.call("StopEgress", json!({"egress_id": egress_id}))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_cuts_secrets_and_truncates() {
+        let secrets = vec!["s3-secret-value".to_owned(), "x".to_owned()];
+        let r = redact(
+            &format!(
+                "bad request: {{\"secret\": \"s3-secret-value\"}} {}",
+                "y".repeat(500)
+            ),
+            &secrets,
+        );
+        assert!(!r.contains("s3-secret-value"), "{r}");
+        assert!(r.contains("[redacted]"));
+        assert!(r.chars().count() <= MAX_REMOTE_TEXT + 1);
     }
 }

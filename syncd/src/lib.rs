@@ -10,5 +10,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod recording;
 pub mod s3;
+pub mod server;
 pub mod spool;
+pub mod state;
 pub mod webhook;

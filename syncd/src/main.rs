@@ -1,6 +1,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use syncd::config::Config;
+use syncd::db::DbError;
 
 /// fred's daemon: LiveKit webhooks → durable spool → Postgres.
 ///
@@ -97,18 +98,35 @@ async fn main() -> ExitCode {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Refuses a fred schema older than this syncd needs; a database that does not answer yet is
+/// only a warning (webhooks are spooled until it does).
+async fn require_schema(db: &syncd::db::Db) -> Result<Option<String>, BoxError> {
+    match db.check().await {
+        Ok(v) => Ok(Some(v)),
+        Err(e @ (DbError::SchemaTooOld { .. } | DbError::NotInstalled)) => Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "Postgres is not ready; webhooks are spooled until it is");
+            Ok(None)
+        }
+    }
+}
+
 async fn serve(config: Config) -> Result<(), BoxError> {
+    if let Some(n) = syncd::server::raise_nofile_limit() {
+        tracing::info!(open_files = n, "open-files limit");
+    }
+    let db = config.db()?;
+    if let Some(v) = require_schema(&db).await? {
+        tracing::info!(schema = %v, "fred schema");
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("SYNCD_LISTEN {}: {e}", config.listen))?;
     let running = syncd::app::start(&config, listener).await?;
-    if let Err(e) = running.state.db.check().await {
-        tracing::warn!(error = %e, "Postgres is not ready; webhooks are spooled until it is");
-    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: stopping"),
+        _ = term.recv() => tracing::info!(grace = ?config.limits.shutdown_grace, "SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!(grace = ?config.limits.shutdown_grace, "interrupt: stopping"),
     }
     running.shutdown().await;
     tracing::info!("stopped");
@@ -119,9 +137,13 @@ async fn check(config: Config) -> Result<(), BoxError> {
     let spool = syncd::spool::Spool::open(&config.spool_dir)?;
     spool.probe().await?;
     println!("spool: ok ({})", spool.path().display());
-    let db = syncd::db::Db::new(&config.database_url)?;
-    db.check().await.map_err(|e| format!("database: {e}"))?;
+    let db = config.db()?;
+    let version = db.check().await.map_err(|e| format!("database: {e}"))?;
     println!("database: ok");
+    println!(
+        "fred schema: {version} (this syncd needs {})",
+        syncd::db::NEEDS_SCHEMA
+    );
     println!(
         "recording: {}",
         if config.record.all { "on" } else { "off" }
@@ -155,10 +177,9 @@ async fn recording_url(config: Config, session_id: &str, expires: &str) -> Resul
         "RECORDING_S3_ACCESS_KEY, RECORDING_S3_SECRET and RECORDING_S3_ENDPOINT must be set",
     )?;
     let s3 = syncd::s3::S3::new(s3_config);
-    let db = syncd::db::Db::new(&config.database_url)?;
-    let client = db.client().await?;
-    let rows = client
-        .query_typed(
+    let db = config.db()?;
+    let rows = db
+        .query(
             "select bucket, key, status from fred.recording_location($1::text::uuid)",
             &[(&session_id, tokio_postgres::types::Type::TEXT)],
         )
@@ -179,7 +200,8 @@ async fn recording_url(config: Config, session_id: &str, expires: &str) -> Resul
 async fn run_job(config: Config, name: &str) -> Result<(), BoxError> {
     let job = syncd::jobs::Job::parse(name)
         .ok_or_else(|| format!("unknown job {name:?}: use reconcile, stale or retention"))?;
-    let db = syncd::db::Db::new(&config.database_url)?;
+    let db = config.db()?;
+    require_schema(&db).await?;
     let metrics = syncd::metrics::Metrics::new();
     let ctx = syncd::jobs::Context::new(&config, db, metrics, syncd::recording::instance_name());
     match syncd::jobs::run_tick(&ctx, job, chrono::Utc::now()).await? {

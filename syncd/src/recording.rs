@@ -7,7 +7,7 @@
 use crate::config::{Config, Record, S3 as S3Config};
 use crate::db::{Db, DbError};
 use crate::egress::Egress;
-use crate::metrics::{Metrics, Outcome};
+use crate::metrics::{Metrics, RecordingOutcome};
 use crate::s3::S3;
 use crate::spool::Spool;
 use serde_json::{Value, json};
@@ -15,6 +15,55 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_postgres::types::Type;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What follows an accepted webhook without delaying its answer: a new room gets its
+/// recording started, or its row marked `disabled`. Its tasks are tracked, so shutdown waits
+/// for them (within the grace period).
+#[derive(Clone)]
+pub struct RoomStartedHook {
+    recorder: Option<Recorder>,
+    spool: Spool,
+    wake: Arc<Notify>,
+    tasks: TaskTracker,
+}
+
+impl RoomStartedHook {
+    pub fn new(
+        recorder: Option<Recorder>,
+        spool: Spool,
+        wake: Arc<Notify>,
+        tasks: TaskTracker,
+    ) -> Self {
+        RoomStartedHook {
+            recorder,
+            spool,
+            wake,
+            tasks,
+        }
+    }
+
+    /// Called for every accepted event; acts on `room_started` only.
+    pub fn after_accept(&self, event: Option<&str>, sid: Option<&str>, name: Option<&str>) {
+        let (Some("room_started"), Some(sid), Some(name)) = (event, sid, name) else {
+            return;
+        };
+        let (sid, name) = (sid.to_owned(), name.to_owned());
+        match &self.recorder {
+            Some(r) if r.wants(&name) => {
+                let r = r.clone();
+                self.tasks.spawn(async move { r.start(sid, name).await });
+            }
+            _ => {
+                let (spool, wake) = (self.spool.clone(), self.wake.clone());
+                self.tasks.spawn(async move {
+                    spool_event(&spool, &wake, disabled_event(&sid, &name)).await
+                });
+            }
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Recorder {
@@ -45,13 +94,12 @@ impl Recorder {
         metrics: Arc<Metrics>,
         wake: Arc<Notify>,
     ) -> Option<Recorder> {
-        let (s3, url) = (config.s3.as_ref()?, config.livekit.url.as_ref()?);
+        let s3 = config.s3.as_ref()?;
         if !config.record.all {
             return None;
         }
-        let (key, secret) = &config.livekit.keys[0];
         Some(Recorder {
-            egress: Egress::new(url, key, secret, config.egress_timeout),
+            egress: Egress::from_config(config)?,
             s3: s3.clone(),
             policy: config.record.clone(),
             spool,
@@ -67,12 +115,6 @@ impl Recorder {
             .prefix
             .as_deref()
             .is_none_or(|p| room_name.starts_with(p))
-    }
-
-    /// Starts the recording of a room instance in the background.
-    pub fn on_room_started(&self, room_sid: String, room_name: String) {
-        let me = self.clone();
-        tokio::spawn(async move { me.start(room_sid, room_name).await });
     }
 
     async fn start(self, sid: String, name: String) {
@@ -93,7 +135,7 @@ impl Recorder {
         .await
         {
             Ok(Ok(false)) => {
-                self.count("claimed_elsewhere");
+                self.metrics.recording(RecordingOutcome::ClaimedElsewhere);
                 return;
             }
             Ok(Ok(true)) => {}
@@ -106,7 +148,7 @@ impl Recorder {
         }
         let event = match self.egress.start(&name, &self.s3).await {
             Ok(info) => {
-                self.count("started");
+                self.metrics.recording(RecordingOutcome::Started);
                 let id = info
                     .get("egress_id")
                     .or_else(|| info.get("egressId"))
@@ -116,21 +158,14 @@ impl Recorder {
                 json!({"event": "syncd_egress_started", "id": format!("SY_started_{sid}"), "room": {"sid": sid, "name": name}, "egress_id": id})
             }
             Err(e) => {
-                self.count("unavailable");
+                self.metrics.recording(RecordingOutcome::Unavailable);
+                // `e` carries remote text already truncated and stripped of secrets; the row
+                // gets only the short reason.
                 tracing::warn!(room = %name, error = %e, "recording could not start; the call goes on without one");
-                json!({"event": "syncd_egress_failed", "id": format!("SY_failed_{sid}"), "room": {"sid": sid, "name": name}, "error": e.to_string()})
+                json!({"event": "syncd_egress_failed", "id": format!("SY_failed_{sid}"), "room": {"sid": sid, "name": name}, "error": e.short_reason()})
             }
         };
         spool_event(&self.spool, &self.wake, event).await;
-    }
-
-    fn count(&self, outcome: &str) {
-        self.metrics
-            .recordings
-            .get_or_create(&Outcome {
-                outcome: outcome.to_owned(),
-            })
-            .inc();
     }
 }
 
@@ -164,9 +199,8 @@ async fn claim_in_postgres(
     name: &str,
     instance: &str,
 ) -> Result<bool, DbError> {
-    let c = db.client().await?;
-    let rows = c
-        .query_typed(
+    let claimed: Option<bool> = db
+        .scalar(
             "select fred.claim_egress_start($1, $2, $3)",
             &[
                 (&sid, Type::TEXT),
@@ -175,7 +209,7 @@ async fn claim_in_postgres(
             ],
         )
         .await?;
-    Ok(rows.first().map(|r| r.get::<_, bool>(0)).unwrap_or(false))
+    Ok(claimed.unwrap_or(false))
 }
 
 /// Confirms finished uploads: `ready` with the object's size, or `missing`. A failed S3 request
@@ -183,9 +217,7 @@ async fn claim_in_postgres(
 pub async fn verify_pending(db: &Db, s3: &S3) -> Result<usize, DbError> {
     // No pooled connection is held across the S3 calls.
     let rows = db
-        .client()
-        .await?
-        .query_typed(
+        .query(
             "select session_id::text, bucket, key from fred.recordings_to_verify(100)",
             &[],
         )
@@ -205,9 +237,7 @@ pub async fn verify_pending(db: &Db, s3: &S3) -> Result<usize, DbError> {
             }
         };
         let status: Option<String> = db
-            .client()
-            .await?
-            .query_typed(
+            .scalar::<Option<String>>(
                 "select fred.record_verification($1::text::uuid, $2, $3)",
                 &[
                     (&id, Type::TEXT),
@@ -216,8 +246,7 @@ pub async fn verify_pending(db: &Db, s3: &S3) -> Result<usize, DbError> {
                 ],
             )
             .await?
-            .first()
-            .and_then(|r| r.get(0));
+            .flatten();
         if status.is_some() {
             tracing::info!(bucket = %bucket, key = %key, found, "recording verified");
             changed += 1;
@@ -232,7 +261,7 @@ pub async fn verify_loop(
     s3: S3,
     wake: Arc<Notify>,
     every: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     loop {
         if let Err(e) = verify_pending(&db, &s3).await {
@@ -241,7 +270,7 @@ pub async fn verify_loop(
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(every) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.cancelled() => return,
         }
     }
 }
@@ -269,7 +298,7 @@ mod tests {
         let config = Config::from_map(&env).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
-        let db = Db::new(&config.database_url).unwrap();
+        let db = config.db().unwrap();
         Recorder::new(&config, spool, db, Metrics::new(), Arc::new(Notify::new()))
             .expect("recording is on")
     }

@@ -5,6 +5,7 @@
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use secrecy::ExposeSecret;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +49,7 @@ impl S3 {
             .region(Region::new(cfg.region.clone()))
             .credentials_provider(Credentials::new(
                 &cfg.access_key,
-                &cfg.secret,
+                cfg.secret.expose_secret(),
                 None,
                 None,
                 "syncd",

@@ -36,6 +36,17 @@ pub struct Pending {
     pub seq: i64,
     pub key: String,
     pub body: Vec<u8>,
+    /// Failed tries of this event on its own (see the drainer).
+    pub attempts: i64,
+}
+
+/// What one maintenance pass removed and how big the spool is afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Maintained {
+    pub seen_pruned: usize,
+    pub claims_pruned: usize,
+    /// Bytes of the database file plus its WAL after the pass.
+    pub bytes_on_disk: u64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -62,6 +73,11 @@ enum Op {
     Complete {
         done: Vec<(i64, String)>,
         reply: oneshot::Sender<Result<Put, SpoolError>>,
+    },
+    /// Forget ids drained (and claims made) before `before`, then give space back.
+    Maintain {
+        before: i64,
+        reply: oneshot::Sender<Result<(usize, usize), SpoolError>>,
     },
 }
 
@@ -103,12 +119,28 @@ create table if not exists probe (id integer primary key, at integer not null);
 create table if not exists claims (room_sid text primary key, claimed_at integer not null);
 ";
 
+/// The WAL is truncated back to this size after a checkpoint (SQLite's `journal_size_limit`).
+const JOURNAL_SIZE_LIMIT: i64 = 16 << 20;
+
 fn open(path: &Path) -> Result<Connection, SpoolError> {
     let c = Connection::open(path)?;
     c.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Must precede the first table to take effect without a VACUUM; see `enable_incremental_vacuum`.
+    c.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     c.pragma_update(None, "journal_mode", "WAL")?;
     c.pragma_update(None, "synchronous", "FULL")?;
+    c.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
     Ok(c)
+}
+
+/// A spool created before incremental vacuum was on gets it with one full VACUUM.
+fn enable_incremental_vacuum(c: &Connection) -> Result<(), rusqlite::Error> {
+    let mode: i64 = c.query_row("pragma auto_vacuum", [], |r| r.get(0))?;
+    if mode != 2 {
+        c.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        c.execute_batch("vacuum")?;
+    }
+    Ok(())
 }
 
 impl Spool {
@@ -119,6 +151,7 @@ impl Spool {
         let path = dir.join("spool.sqlite3");
         let writer = open(&path)?;
         writer.execute_batch(SCHEMA)?;
+        enable_incremental_vacuum(&writer)?;
         let conn = open(&path)?;
         let (tx, rx) = mpsc::channel::<Op>();
         std::thread::Builder::new()
@@ -180,13 +213,15 @@ impl Spool {
     /// The oldest waiting events, in order of arrival.
     pub async fn next_batch(&self, limit: usize) -> Result<Vec<Pending>, SpoolError> {
         self.with_conn(move |c| {
-            let mut st =
-                c.prepare_cached("select seq, event_id, body from events order by seq limit ?1")?;
+            let mut st = c.prepare_cached(
+                "select seq, event_id, body, attempts from events order by seq limit ?1",
+            )?;
             let rows = st.query_map([limit as i64], |r| {
                 Ok(Pending {
                     seq: r.get(0)?,
                     key: r.get(1)?,
                     body: r.get(2)?,
+                    attempts: r.get(3)?,
                 })
             })?;
             rows.collect()
@@ -284,6 +319,50 @@ impl Spool {
         .await
     }
 
+    /// How long the oldest queued event has waited, in seconds (0 when the queue is empty).
+    pub async fn oldest_age(&self) -> Result<i64, SpoolError> {
+        self.with_conn(|c| {
+            c.query_row(
+                "select received_at from events order by seq limit 1",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|t| t.map_or(0, |t| (now() - t).max(0)))
+        })
+        .await
+    }
+
+    /// Forgets drained ids and recording claims older than `keep`, then gives the space back:
+    /// an incremental vacuum and a WAL checkpoint that truncates the WAL file. Postgres's
+    /// ledger stays the final word on duplicates.
+    pub async fn maintain(&self, keep: std::time::Duration) -> Result<Maintained, SpoolError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Op::Maintain {
+                before: now() - keep.as_secs() as i64,
+                reply,
+            })
+            .map_err(|_| SpoolError::Closed)?;
+        let (seen_pruned, claims_pruned) = rx.await.map_err(|_| SpoolError::Closed)??;
+        // The drainer's connection may hold the WAL open: checkpoint from it too.
+        self.with_conn(|c| c.query_row("pragma wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
+            .await?;
+        Ok(Maintained {
+            seen_pruned,
+            claims_pruned,
+            bytes_on_disk: self.bytes_on_disk(),
+        })
+    }
+
+    /// The size of the database file and its WAL.
+    pub fn bytes_on_disk(&self) -> u64 {
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        size(&self.path) + size(Path::new(&wal))
+    }
+
     /// Forgets drained ids older than `secs`.
     pub async fn prune_seen(&self, secs: i64) -> Result<usize, SpoolError> {
         self.with_conn(move |c| c.execute("delete from seen where drained_at < ?1", [now() - secs]))
@@ -314,9 +393,18 @@ impl Spool {
 
 fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
     while let Ok(first) = rx.recv() {
+        if let Op::Maintain { before, reply } = first {
+            let _ = reply.send(maintain(&conn, before).map_err(SpoolError::from));
+            continue;
+        }
         let mut ops = vec![first];
+        let mut later = None;
         while ops.len() < 1024 {
             match rx.try_recv() {
+                Ok(op @ Op::Maintain { .. }) => {
+                    later = Some(op);
+                    break;
+                }
                 Ok(op) => ops.push(op),
                 Err(_) => break,
             }
@@ -334,12 +422,24 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
                 }
             }
         }
+        if let Some(Op::Maintain { before, reply }) = later {
+            let _ = reply.send(maintain(&conn, before).map_err(SpoolError::from));
+        }
     }
+}
+
+fn maintain(conn: &Connection, before: i64) -> Result<(usize, usize), rusqlite::Error> {
+    let seen = conn.execute("delete from seen where drained_at < ?1", [before])?;
+    let claims = conn.execute("delete from claims where claimed_at < ?1", [before])?;
+    conn.execute_batch("pragma incremental_vacuum")?;
+    conn.query_row("pragma wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok((seen, claims))
 }
 
 fn reply(op: Op, r: Result<Put, SpoolError>) {
     let tx = match op {
         Op::Put { reply, .. } | Op::Probe { reply } | Op::Complete { reply, .. } => reply,
+        Op::Maintain { .. } => return,
     };
     let _ = tx.send(r);
 }
@@ -383,6 +483,7 @@ fn commit(conn: &mut Connection, ops: &[Op]) -> Result<Vec<Put>, rusqlite::Error
                     tx.execute("insert or replace into probe (id, at) values (1, ?1)", [t])?;
                     out.push(Put::Stored);
                 }
+                Op::Maintain { .. } => out.push(Put::Stored),
                 Op::Complete { done, .. } => {
                     let mut del = tx.prepare_cached("delete from events where seq = ?1")?;
                     let mut seen = tx.prepare_cached(

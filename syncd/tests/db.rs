@@ -14,6 +14,7 @@ fn pending(events: &[serde_json::Value]) -> Vec<Pending> {
             seq: i as i64,
             key: e["id"].as_str().unwrap_or("").into(),
             body: e.to_string().into_bytes(),
+            attempts: 0,
         })
         .collect()
 }
@@ -88,11 +89,14 @@ async fn nul_bytes_fail_the_whole_batch_as_poison() {
             seq: 1,
             key: "EV_nul".into(),
             body,
+            attempts: 0,
         }],
     )
     .await
     .unwrap_err();
-    assert_eq!(err.class(), Class::Poison, "{err}");
+    assert_eq!(err.class(), Class::Isolate, "{err}");
+    assert!(err.is_poison(), "{err}");
+    assert!(err.to_string().starts_with("SQLSTATE 22P05: "), "{err}");
 }
 
 #[tokio::test]

@@ -16,6 +16,17 @@ struct Proxy {
     port: u16,
     up: Arc<AtomicBool>,
     generation: Arc<tokio::sync::watch::Sender<u64>>,
+    /// While set, connections stay open but nothing is forwarded: a backend that stopped answering.
+    stalled: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+/// Waits until the watched flag equals `want`.
+async fn until(rx: &mut tokio::sync::watch::Receiver<bool>, want: bool) {
+    while *rx.borrow_and_update() != want {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 impl Proxy {
@@ -25,7 +36,9 @@ impl Proxy {
         let up = Arc::new(AtomicBool::new(true));
         let (tx, _) = tokio::sync::watch::channel(0u64);
         let generation = Arc::new(tx);
-        let (up2, gen2) = (up.clone(), generation.clone());
+        let (stall_tx, _) = tokio::sync::watch::channel(false);
+        let stalled = Arc::new(stall_tx);
+        let (up2, gen2, stall2) = (up.clone(), generation.clone(), stalled.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut client, _)) = listener.accept().await else {
@@ -36,13 +49,18 @@ impl Proxy {
                     continue;
                 }
                 let mut cut = gen2.subscribe();
+                let mut stall = stall2.subscribe();
                 tokio::spawn(async move {
+                    // A new connection while stalled is held, silent, until the stall ends.
+                    until(&mut stall, false).await;
                     let Ok(mut server) = TcpStream::connect("127.0.0.1:5432").await else {
                         return;
                     };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
                         _ = cut.changed() => {}
+                        // Stop forwarding but keep both sockets open until the stall ends.
+                        _ = until(&mut stall, true) => until(&mut stall, false).await,
                     }
                 });
             }
@@ -51,6 +69,7 @@ impl Proxy {
             port,
             up,
             generation,
+            stalled,
         }
     }
 
@@ -61,6 +80,10 @@ impl Proxy {
             "the proxy forwards to 127.0.0.1:5432: {url}"
         );
         url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", self.port))
+    }
+
+    fn stall(&self, on: bool) {
+        self.stalled.send_replace(on);
     }
 
     fn set(&self, up: bool) {
@@ -372,4 +395,60 @@ async fn sigterm_stops_cleanly() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "exit status after SIGTERM: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backend_that_stops_answering_stalls_neither_readyz_nor_shutdown() {
+    let proxy = Proxy::start().await;
+    let d = start(
+        &proxy.url(),
+        &[("SYNCD_DB_TIMEOUT", "2s"), ("SYNCD_SHUTDOWN_GRACE", "2s")],
+    )
+    .await;
+    let pg = pg().await;
+    let tag = unique("stall");
+    let (first, body) = event(&tag, 0);
+    assert_eq!(post(&d.url, &body).await, 200);
+    assert_eq!(wait_ledger(&pg, std::slice::from_ref(&first), 20).await, 1);
+
+    proxy.stall(true);
+    let (second, body) = event(&tag, 1);
+    let started = Instant::now();
+    assert_eq!(
+        post(&d.url, &body).await,
+        200,
+        "the HTTP path never waits on Postgres"
+    );
+    let ready = tokio::time::timeout(Duration::from_secs(8), async {
+        http()
+            .get(format!("{}/readyz", d.url))
+            .send()
+            .await
+            .unwrap()
+    })
+    .await
+    .expect("/readyz answers while the backend is silent");
+    assert_eq!(ready.status().as_u16(), 503);
+    println!(
+        "stalled backend: /readyz answered 503 after {:?}",
+        started.elapsed()
+    );
+
+    proxy.stall(false);
+    assert_eq!(
+        wait_ledger(&pg, std::slice::from_ref(&second), 30).await,
+        1,
+        "the drain recovers once the backend answers again"
+    );
+
+    proxy.stall(true);
+    let (third, body) = event(&tag, 2);
+    assert_eq!(post(&d.url, &body).await, 200);
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(6), d.running.shutdown())
+        .await
+        .expect("shutdown is bounded while the backend is silent");
+    println!("stalled backend: shutdown took {:?}", started.elapsed());
+    proxy.stall(false);
+    let _ = third;
 }

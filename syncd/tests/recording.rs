@@ -427,3 +427,73 @@ async fn s3_errors_are_not_missing() {
     );
     d.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_egress_error_echoing_the_secret_reaches_neither_row_nor_log() {
+    let echo = json!({"code": "invalid_argument",
+                      "msg": format!("bad request {{\"s3\": {{\"access_key\": \"{AK}\", \"secret\": \"{SK}\"}}, \"api_secret\": \"{SECRET}\"}}")})
+    .to_string();
+    let fake = Fake::start(KEY, SECRET, Mode::Fail(400, echo)).await;
+    let spool = tempfile::tempdir().unwrap();
+    let log_path = spool.path().join("syncd.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = syncd_command(&["serve"], &db_url());
+    for (k, v) in recording_env(&fake.url, "http://127.0.0.1:9") {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .env("SYNCD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SYNCD_SPOOL_DIR", spool.path().join("spool"))
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    eventually(20, "syncd is up", || {
+        let url = url.clone();
+        async move { http().get(format!("{url}/healthz")).send().await.is_ok() }
+    })
+    .await;
+    let pg = pg().await;
+    let sid = unique("RM_echo");
+    assert_eq!(
+        post(&url, &room_started(&sid, &format!("call-{sid}"))).await,
+        200
+    );
+    assert_eq!(
+        wait_column(&pg, &sid, "recording_status", "unavailable")
+            .await
+            .as_deref(),
+        Some("unavailable")
+    );
+    let err: String = pg
+        .query_one(
+            "select coalesce(recording_error, '') from fred.coaching_sessions where room_sid = $1",
+            &[&sid],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let _ = child.kill();
+    let _ = child.wait();
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        logged.contains("recording could not start"),
+        "the failure is logged: {logged}"
+    );
+    for secret in [SK, AK, SECRET] {
+        assert!(
+            !err.contains(secret),
+            "recording_error holds a secret: {err}"
+        );
+        assert!(!logged.contains(secret), "the log holds a secret: {logged}");
+    }
+    assert!(err.len() <= 160, "a short reason: {err}");
+    assert!(err.contains("400 invalid_argument"), "{err}");
+}

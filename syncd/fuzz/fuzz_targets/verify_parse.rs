@@ -8,7 +8,10 @@ use syncd::webhook::{key_body, verify::Verifier};
 fuzz_target!(|data: &[u8]| {
     let split = data.first().copied().unwrap_or(0) as usize % (data.len().max(1));
     let (token, body) = data.split_at(split.min(data.len()));
-    let verifier = Verifier::new(&[("APIfuzz".to_owned(), "fuzz-secret".to_owned())]);
+    let verifier = Verifier::new(
+        &[("APIfuzz".to_owned(), "fuzz-secret".into())],
+        std::time::Duration::from_secs(600),
+    );
     let token = String::from_utf8_lossy(token);
     assert!(verifier.verify(Some(&token), body).is_err());
     let keyed = key_body(body);

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio_postgres::types::Type;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Job {
     Reconcile,
     Stale,
@@ -38,6 +38,15 @@ impl Job {
         [Job::Reconcile, Job::Stale, Job::Retention]
             .into_iter()
             .find(|j| j.name() == s)
+    }
+}
+
+impl prometheus_client::encoding::EncodeLabelValue for Job {
+    fn encode(
+        &self,
+        e: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        prometheus_client::encoding::EncodeLabelValue::encode(&self.name(), e)
     }
 }
 
@@ -72,10 +81,7 @@ pub struct Context {
 
 impl Context {
     pub fn new(config: &Config, db: Db, metrics: Arc<Metrics>, runner: String) -> Context {
-        let egress = config.livekit.url.as_ref().map(|u| {
-            let (k, s) = &config.livekit.keys[0];
-            Egress::new(u, k, s, config.egress_timeout)
-        });
+        let egress = Egress::from_config(config);
         Context {
             db,
             egress,
@@ -108,10 +114,10 @@ pub async fn run_tick(
     job: Job,
     tick: DateTime<Utc>,
 ) -> Result<Option<usize>, JobError> {
-    let c = ctx.db.client().await?;
     let tick_s = tick.to_rfc3339();
-    let claimed: bool = c
-        .query_typed(
+    let claimed: bool = ctx
+        .db
+        .scalar(
             "select fred.claim_job_tick($1, $2::text::timestamptz, $3)",
             &[
                 (&job.name(), Type::TEXT),
@@ -120,16 +126,11 @@ pub async fn run_tick(
             ],
         )
         .await?
-        .first()
-        .map(|r| r.get(0))
         .unwrap_or(false);
     if !claimed {
         return Ok(None);
     }
-    drop(c);
-    let label = JobLabel {
-        job: job.name().to_owned(),
-    };
+    let label = JobLabel { job };
     let started = Instant::now();
     let result = run_body(ctx, job).await;
     let ms = started.elapsed().as_millis() as i64;
@@ -157,17 +158,17 @@ pub async fn run_tick(
             (0, Some(e.to_string()))
         }
     };
-    let c = ctx.db.client().await?;
-    c.query_typed(
-        "select fred.finish_job_run($1, $2::text::timestamptz, $3, $4)",
-        &[
-            (&job.name(), Type::TEXT),
-            (&tick_s, Type::TEXT),
-            (&changed, Type::INT4),
-            (&error, Type::TEXT),
-        ],
-    )
-    .await?;
+    ctx.db
+        .query(
+            "select fred.finish_job_run($1, $2::text::timestamptz, $3, $4)",
+            &[
+                (&job.name(), Type::TEXT),
+                (&tick_s, Type::TEXT),
+                (&changed, Type::INT4),
+                (&error, Type::TEXT),
+            ],
+        )
+        .await?;
     result.map(Some)
 }
 
@@ -176,7 +177,7 @@ pub async fn schedule_loop(
     ctx: Context,
     job: Job,
     schedule: cron::Schedule,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio_util::sync::CancellationToken,
 ) {
     loop {
         let Some(next) = schedule.upcoming(Utc).next() else {
@@ -185,7 +186,7 @@ pub async fn schedule_loop(
         let wait = (next - Utc::now()).to_std().unwrap_or_default();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.cancelled() => return,
         }
         if let Err(e) = run_tick(&ctx, job, next).await {
             tracing::debug!(job = job.name(), error = %e, "tick not run");

@@ -75,10 +75,11 @@ pub async fn run(ctx: &Context) -> Result<usize, JobError> {
 }
 
 async fn heal(ctx: &Context, egress: &Egress) -> Result<usize, JobError> {
-    let c = ctx.db.client().await?;
     let quiet = interval(ctx.jobs.reconcile_after);
-    let rows = c
-        .query_typed(
+    // One statement per pooled connection: none is held across the Egress calls.
+    let rows = ctx
+        .db
+        .query(
             "select session_id::text, room_name, room_sid, egress_id from fred.reconcile_candidates($1::text::interval, 200)",
             &[(&quiet, Type::TEXT)],
         )
@@ -92,15 +93,14 @@ async fn heal(ctx: &Context, egress: &Egress) -> Result<usize, JobError> {
             match egress.list(Some(eid), None).await {
                 Ok(found) => items.extend(found),
                 Err(e) if e.is_not_found() => {
-                    let reason = format!("LiveKit no longer knows egress {eid} ({e})");
-                    let lost: bool = c
-                        .query_typed(
+                    let reason = format!("LiveKit no longer knows egress {eid}");
+                    let lost: bool = ctx
+                        .db
+                        .scalar(
                             "select fred.mark_egress_lost($1::text::uuid, $2)",
                             &[(&id, Type::TEXT), (&reason, Type::TEXT)],
                         )
                         .await?
-                        .first()
-                        .map(|r| r.get(0))
                         .unwrap_or(false);
                     changed += lost as usize;
                     tracing::warn!(room = %room_name, egress_id = %eid, "egress lost");
@@ -156,8 +156,9 @@ async fn heal(ctx: &Context, egress: &Egress) -> Result<usize, JobError> {
             .map(|it| event_for(it, room_sid.as_deref(), &room_name))
             .collect();
         let batch = Value::Array(events).to_string();
-        let results = c
-            .query_typed(
+        let results = ctx
+            .db
+            .query(
                 "select result from fred.apply_livekit_events($1::text::jsonb) order by idx",
                 &[(&batch, Type::TEXT)],
             )

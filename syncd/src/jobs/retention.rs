@@ -11,10 +11,11 @@ pub async fn run(ctx: &Context) -> Result<usize, JobError> {
             "RECORDING_RETENTION_DAYS needs the RECORDING_S3_* settings",
         ))?;
         let days = days as i32;
-        let c = ctx.db.client().await?;
+        // One statement per pooled connection: none is held across the S3 calls.
         loop {
-            let rows = c
-                .query_typed(
+            let rows = ctx
+                .db
+                .query(
                     "select session_id::text, bucket, key from fred.recordings_to_delete($1, 200)",
                     &[(&days, Type::INT4)],
                 )
@@ -28,14 +29,13 @@ pub async fn run(ctx: &Context) -> Result<usize, JobError> {
                     tracing::warn!(error = %e, bucket = %bucket, key = %key, "DeleteObject failed; will retry next run");
                     continue;
                 }
-                let marked: bool = c
-                    .query_typed(
+                let marked: bool = ctx
+                    .db
+                    .scalar(
                         "select fred.mark_recording_deleted($1::text::uuid)",
                         &[(&id, Type::TEXT)],
                     )
                     .await?
-                    .first()
-                    .map(|r| r.get(0))
                     .unwrap_or(false);
                 if marked {
                     changed += 1;
@@ -48,12 +48,12 @@ pub async fn run(ctx: &Context) -> Result<usize, JobError> {
         }
     }
     if let Some(days) = ctx.jobs.transcript_retention_days {
-        let c = ctx.db.client().await?;
         let days = days as i32;
-        let rows = c
-            .query_typed("select fred.purge_transcripts($1)", &[(&days, Type::INT4)])
+        let purged: Option<i32> = ctx
+            .db
+            .scalar("select fred.purge_transcripts($1)", &[(&days, Type::INT4)])
             .await?;
-        changed += rows.first().map(|r| r.get::<_, i32>(0)).unwrap_or(0) as usize;
+        changed += purged.unwrap_or(0) as usize;
     }
     Ok(changed)
 }

@@ -4,13 +4,13 @@ use super::{Context, JobError, interval};
 use tokio_postgres::types::Type;
 
 pub async fn run(ctx: &Context) -> Result<usize, JobError> {
-    let c = ctx.db.client().await?;
     let quiet = interval(ctx.jobs.stale_after);
-    let rows = c
-        .query_typed(
+    let closed: Option<i32> = ctx
+        .db
+        .scalar(
             "select fred.close_stale_sessions($1::text::interval)",
             &[(&quiet, Type::TEXT)],
         )
         .await?;
-    Ok(rows.first().map(|r| r.get::<_, i32>(0)).unwrap_or(0) as usize)
+    Ok(closed.unwrap_or(0) as usize)
 }

@@ -2,14 +2,15 @@
 
 pub mod verify;
 
-use crate::app::AppState;
+use crate::metrics::RejectReason;
 use crate::spool::{Put, SpoolError};
-use axum::body::Bytes;
-use axum::extract::State;
+use crate::state::AppState;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use verify::VerifyError;
 
 /// What the spool keys an accepted body by, and whether it goes straight to quarantine.
 #[derive(Debug, PartialEq)]
@@ -57,19 +58,100 @@ pub fn key_body(body: &[u8]) -> Keyed {
     }
 }
 
-pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// The webhook door: the token from the header first, then Content-Length against the limit
+/// and a share of the bytes in flight, and only then the body, checked against the token's
+/// sha256. A stranger costs a header parse; nothing waits on Postgres.
+pub async fn receive(State(app): State<AppState>, req: Request) -> Response {
     app.metrics.received.inc();
+    let (parts, body) = req.into_parts();
+    let signed = match app
+        .verifier
+        .check_token(single_authorization(&parts.headers))
+    {
+        Ok(s) => s,
+        Err(e) => return unauthorized(&app, e),
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > app.max_body) {
+        return refuse(
+            &app,
+            RejectReason::TooLarge,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body too large\n",
+        );
+    }
+    let share = declared.unwrap_or(app.max_body).max(1);
+    let Ok(_permit) = app.inflight.clone().try_acquire_many_owned(share as u32) else {
+        return busy(&app);
+    };
+    let body = match axum::body::to_bytes(body, app.max_body).await {
+        Ok(b) => b,
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if too_large {
+                refuse(
+                    &app,
+                    RejectReason::TooLarge,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body too large\n",
+                )
+            } else {
+                refuse(
+                    &app,
+                    RejectReason::BodyRead,
+                    StatusCode::BAD_REQUEST,
+                    "body not read\n",
+                )
+            };
+        }
+    };
+    if let Err(e) = signed.check_body(&body) {
+        return unauthorized(&app, e);
+    }
+    spool(&app, &body).await
+}
+
+fn single_authorization(headers: &HeaderMap) -> Option<&str> {
     let mut auth = headers.get_all(header::AUTHORIZATION).iter();
-    let token = match (auth.next(), auth.next()) {
+    match (auth.next(), auth.next()) {
         (Some(v), None) => v.to_str().ok(),
         _ => None,
-    };
-    if let Err(e) = app.verifier.verify(token, &body) {
-        app.metrics.reject(e.reason());
-        tracing::debug!(reason = e.reason(), "webhook rejected");
-        return (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
     }
-    let keyed = key_body(&body);
+}
+
+fn refuse(
+    app: &AppState,
+    reason: RejectReason,
+    status: StatusCode,
+    text: &'static str,
+) -> Response {
+    app.metrics.reject(reason);
+    tracing::debug!(reason = reason.as_str(), "webhook refused");
+    (status, text).into_response()
+}
+
+fn unauthorized(app: &AppState, e: VerifyError) -> Response {
+    refuse(app, e.reason(), StatusCode::UNAUTHORIZED, "unauthorized\n")
+}
+
+fn busy(app: &AppState) -> Response {
+    app.metrics.reject(RejectReason::Busy);
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1")],
+        "busy: too many bytes in flight\n",
+    )
+        .into_response()
+}
+
+/// Stores a verified body; the 2xx means it is on disk.
+async fn spool(app: &AppState, body: &[u8]) -> Response {
+    let keyed = key_body(body);
     match app
         .spool
         .put(keyed.key.clone(), body.to_vec(), keyed.quarantine)
@@ -82,7 +164,11 @@ pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Byte
                 tracing::warn!(key = %keyed.key, reason = why, "signed body quarantined");
             }
             app.drain_wakeup.notify_one();
-            app.after_accept(&keyed);
+            app.room_started.after_accept(
+                keyed.event.as_deref(),
+                keyed.room_sid.as_deref(),
+                keyed.room_name.as_deref(),
+            );
             (StatusCode::OK, "ok\n").into_response()
         }
         Ok(Put::Duplicate) => {
@@ -90,7 +176,7 @@ pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Byte
             (StatusCode::OK, "duplicate\n").into_response()
         }
         Err(SpoolError::Closed) | Err(SpoolError::Io(_)) => {
-            app.metrics.reject("spool_unavailable");
+            app.metrics.reject(RejectReason::SpoolUnavailable);
             tracing::error!("spool write failed; answering 503");
             (
                 StatusCode::SERVICE_UNAVAILABLE,

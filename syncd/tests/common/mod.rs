@@ -248,3 +248,66 @@ pub async fn session_status(db: &tokio_postgres::Client, room_sid: &str) -> Stri
     .unwrap()
     .get(0)
 }
+
+/// Waits until `check` holds, polling; panics naming `what` when `secs` pass first.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {secs} s: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Resident memory of a process, in bytes (Linux).
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Installs (once per database) a trigger on `fred.livekit_events` that fails chosen event
+/// ids with a chosen SQLSTATE, or stalls them (`sleep`), so tests provoke each error class
+/// deliberately.
+pub async fn plant_fault(pg: &tokio_postgres::Client, event_id: &str, sqlstate: &str) {
+    pg.batch_execute(
+        "begin;
+         select pg_advisory_xact_lock(727272);
+         create table if not exists public.syncd_test_faults (event_id text primary key, sqlstate text not null);
+         grant select on public.syncd_test_faults to public;
+         create or replace function public.syncd_test_fault() returns trigger
+         language plpgsql security definer set search_path = '' as $$
+         declare v text;
+         begin
+           select f.sqlstate into v from public.syncd_test_faults f where f.event_id = new.event_id;
+           if v = 'sleep' then
+             perform pg_catalog.pg_sleep(30);
+           elsif v is not null then
+             raise exception 'test fault % for %', v, new.event_id
+               using errcode = v, detail = 'planted by the syncd tests';
+           end if;
+           return new;
+         end $$;
+         create or replace trigger syncd_test_fault before insert on fred.livekit_events
+           for each row execute function public.syncd_test_fault();
+         commit;",
+    )
+    .await
+    .expect("install the fault trigger");
+    pg.execute(
+        "insert into public.syncd_test_faults (event_id, sqlstate) values ($1, $2)
+         on conflict (event_id) do update set sqlstate = excluded.sqlstate",
+        &[&event_id, &sqlstate],
+    )
+    .await
+    .expect("plant a fault");
+}
