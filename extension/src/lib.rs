@@ -73,7 +73,12 @@ extension_sql_file!(
 extension_sql_file!(
     "../../sql/supabase/migrations/20261201000002_fred_security.sql",
     name = "v0_2_0_security",
-    requires = ["v0_2_0_lifecycle"],
+    requires = ["v0_2_0_lifecycle"]
+);
+extension_sql_file!(
+    "../../sql/supabase/migrations/20261201000005_fred_events.sql",
+    name = "v0_2_0_events",
+    requires = ["v0_2_0_security"],
     finalize
 );
 

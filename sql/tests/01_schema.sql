@@ -26,8 +26,8 @@ select is((select proargnames from pg_proc where oid = to_regprocedure('public.f
 select is((select prorettype::regtype::text from pg_proc where oid = to_regprocedure('public.fred_get_session(uuid)')),
           'fred.coaching_sessions', 'fred_get_session returns a session row');
 select ok(to_regprocedure('fred.apply_livekit_event(jsonb)') is not null, 'fred.apply_livekit_event(jsonb) exists');
-select is((select count(*)::int from pg_proc where proname like 'fred\_%' and pronamespace = 'public'::regnamespace), 4,
-          'exactly four public functions, one signature each (no PostgREST overload ambiguity)');
+select is((select count(*)::int from pg_proc where proname like 'fred\_%' and pronamespace = 'public'::regnamespace), 5,
+          'exactly five public functions (0.2.0 added fred_delete_session), one signature each (no PostgREST overload ambiguity)');
 select ok((select provolatile = 'v' from pg_proc where oid = to_regprocedure('public.fred_persist_transcript(text, jsonb, text, jsonb, jsonb, text)')),
           'writers are VOLATILE (PostgREST runs others read-only)');
 
@@ -58,9 +58,9 @@ select set_eq($$
   select p.proname::text from pg_proc p
    where (p.pronamespace = 'fred'::regnamespace or (p.pronamespace = 'public'::regnamespace and p.proname like 'fred\_%'))
      and has_function_privilege('authenticated', p.oid, 'execute')
-$$, array['fred_upsert_session', 'fred_persist_transcript', 'fred_get_session', 'fred_list_sessions',
-          'upsert_session', 'persist_transcript', 'get_session', 'list_sessions', 'owns_recording'],
-  'authenticated may call exactly the four API functions, the definer functions behind them, and the storage policy''s check');
+$$, array['fred_upsert_session', 'fred_persist_transcript', 'fred_get_session', 'fred_list_sessions', 'fred_delete_session',
+          'upsert_session', 'persist_transcript', 'get_session', 'list_sessions', 'delete_session', 'owns_recording'],
+  'authenticated may call exactly the five API functions, the definer functions behind them, and the storage policy''s check');
 select ok(has_function_privilege('fred_syncd', 'fred.apply_livekit_event(jsonb)', 'execute'), 'fred_syncd may apply events');
 select ok(has_function_privilege('service_role', 'fred.apply_livekit_event(jsonb)', 'execute'), 'service_role may apply events');
 select ok(not has_function_privilege('authenticated', 'fred.apply_livekit_event(jsonb)', 'execute'), 'authenticated may not apply events');

@@ -43,6 +43,27 @@ as $$
 $$;
 grant usage on schema public to anon, authenticated, service_role;
 
+-- A minimal auth.users, owned by supabase_auth_admin as on Supabase. As there, the role that runs
+-- migrations may put a trigger on it (fred erases a deleted user's sessions); sql/tests/roles/
+-- hosted_platform.sh checks a role that may not.
+do $auth_admin$ begin
+  if not exists (select 1 from pg_roles where rolname = 'supabase_auth_admin') then
+    create role supabase_auth_admin nologin noinherit;
+  end if;
+end $auth_admin$;
+create table if not exists auth.users (
+  id uuid primary key,
+  email text,
+  created_at timestamptz default now()
+);
+alter table auth.users owner to supabase_auth_admin;
+grant select, insert, update, delete on auth.users to service_role;
+do $auth_owner$ begin
+  if exists (select 1 from pg_roles where rolname = 'fred_owner') then
+    grant select, references, trigger on auth.users to fred_owner;
+  end if;
+end $auth_owner$;
+
 -- A minimal Supabase Storage: the objects table, with RLS, owned by supabase_storage_admin as on
 -- hosted Supabase (not by the role that runs migrations). fred_owner, the migrating role of the
 -- test drivers, may act as supabase_storage_admin, so it may create the recordings policy (the
