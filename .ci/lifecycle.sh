@@ -60,14 +60,14 @@ SQL
 # The extension install as on self-hosted Postgres: Supabase's roles, CREATE EXTENSION, the storage migrations.
 ext_db() { # db version
   newdb "$1"
-  "${PSQL[@]}" -d "$1" -f sql/tests/setup/supabase_roles.sql -f sql/tests/setup/supabase_defaults.sql
+  "${PSQL[@]}" -d "$1" -f sql/tests/setup/supabase_roles.sql -f sql/tests/setup/supabase_realtime.sql -f sql/tests/setup/supabase_defaults.sql
   "${PSQL[@]}" -d "$1" -c "create extension fred version '$2'"
   local f; for f in $(files_through "$2" | storage_files); do "${PSQL[@]}" -d "$1" -f "sql/supabase/migrations/$f"; done
 }
 # The SQL install as on hosted Supabase: the migrations, applied by an owner that is not a superuser.
 sql_db() { # db version
   newdb "$1" fred_owner
-  "${PSQL[@]}" -d "$1" -f sql/tests/setup/supabase_roles.sql
+  "${PSQL[@]}" -d "$1" -f sql/tests/setup/supabase_roles.sql -f sql/tests/setup/supabase_realtime.sql
   local args=(-f sql/tests/setup/supabase_defaults.sql) f
   for f in $(files_through "$2"); do args+=(-f "sql/supabase/migrations/$f"); done
   "${OWNER_PSQL[@]}" -d "$1" "${args[@]}"
@@ -200,12 +200,13 @@ SRCS=fred_bk_sql_$RUN
 sql_db "$SRCS" "$NEW"
 helpers "$SRCS"; fill "$SRCS"
 rows "$SRCS" > "$W/source.rows"
-# As `supabase db dump` does: the project's schemas, not the platform's (auth, storage).
-PGPASSWORD=fred_owner pg_dump -U fred_owner -Fc -N auth -N storage -N fred_test -f "$W/sql.dump" "$SRCS"
+# As `supabase db dump` does: the project's schemas, not the platform's (auth, storage, realtime).
+PGPASSWORD=fred_owner pg_dump -U fred_owner -Fc -N auth -N storage -N realtime -N fred_test -f "$W/sql.dump" "$SRCS"
 RS=fred_rs_sql_$RUN; newdb "$RS" fred_owner
-"${PSQL[@]}" -d "$RS" -f sql/tests/setup/supabase_roles.sql
+"${PSQL[@]}" -d "$RS" -f sql/tests/setup/supabase_roles.sql -f sql/tests/setup/supabase_realtime.sql
 PGPASSWORD=fred_owner pg_restore -U fred_owner --no-owner --exit-on-error -d "$RS" "$W/sql.dump"
-# The storage policy lives on the platform's table: re-apply the storage migrations.
+# The storage and Realtime policies and the auth.users trigger live on the platform's tables:
+# re-apply the storage migrations.
 for f in $(files_through "$NEW" | storage_files); do "${OWNER_PSQL[@]}" -d "$RS" -f "sql/supabase/migrations/$f"; done
 helpers "$RS"
 check_restored "$RS" "SQL install, pg_restore --no-owner by the owner"

@@ -102,7 +102,7 @@ create role supabase_storage_admin nologin noinherit;
 grant supabase_storage_admin to fred_owner;
 create database $DB owner fred_owner;
 SQL
-"${PSQL[@]}" -d "$DB" -f sql/tests/setup/supabase_roles.sql </dev/null
+"${PSQL[@]}" -d "$DB" -f sql/tests/setup/supabase_roles.sql -f sql/tests/setup/supabase_realtime.sql </dev/null
 migrations=()
 for f in sql/supabase/migrations/*.sql; do migrations+=(-f "$f"); done
 PGPASSWORD=fred_owner psql -X -q -v ON_ERROR_STOP=1 -U fred_owner -d "$DB" \
@@ -118,4 +118,6 @@ pg_prove -h "$PGHOST" -p "$PGPORT" -U postgres -d "$DB" sql/tests/*.sql </dev/nu
 # 7. Storage on hosted Supabase (a migrating role that may not create the policy), and the pg_temp
 #    attack by fred_syncd and by a role granted authenticated.
 bash sql/tests/roles/hosted_storage.sh fred_test_hosted </dev/null
+bash sql/tests/roles/hosted_platform.sh fred_test_platform </dev/null
+bash sql/tests/roles/listen.sh "$DB" </dev/null
 bash sql/tests/roles/attack.sh "$DB" </dev/null

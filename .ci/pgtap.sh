@@ -28,14 +28,15 @@ create database fred_test_sql owner fred_owner;
 SQL
 
 # The compiled extension.
-"${PSQL[@]}" -d fred_test_ext -f sql/tests/setup/supabase_roles.sql -f sql/tests/setup/supabase_defaults.sql
+# Supabase Realtime (optional fixture: sql/tests/12_events.sql also takes it away to test plain Postgres).
+"${PSQL[@]}" -d fred_test_ext -f sql/tests/setup/supabase_roles.sql -f sql/tests/setup/supabase_realtime.sql -f sql/tests/setup/supabase_defaults.sql
 "${PSQL[@]}" -d fred_test_ext -c 'create extension fred' -c 'create extension pgtap'
 # The storage policy ships as migrations for both installs.
 "${PSQL[@]}" -d fred_test_ext $(printf -- '-f %s ' sql/supabase/migrations/*_fred_storage.sql)
 "${PSQL[@]}" -d fred_test_ext -f sql/tests/setup/helpers.sql
 
 # The pure-SQL install, as a non-superuser owner.
-"${PSQL[@]}" -d fred_test_sql -f sql/tests/setup/supabase_roles.sql
+"${PSQL[@]}" -d fred_test_sql -f sql/tests/setup/supabase_roles.sql -f sql/tests/setup/supabase_realtime.sql
 PGPASSWORD=fred_owner psql -X -q -v ON_ERROR_STOP=1 -U fred_owner -d fred_test_sql \
   -f sql/tests/setup/supabase_defaults.sql $(printf -- '-f %s ' sql/supabase/migrations/*.sql)
 "${PSQL[@]}" -d fred_test_sql -c 'create extension pgtap'
@@ -48,6 +49,13 @@ done
 
 # Storage on hosted Supabase: a migrating role that may not create the policy (the WARNING path).
 bash sql/tests/roles/hosted_storage.sh fred_test_hosted
+# Realtime and auth.users on hosted Supabase when the migrating role may not touch them, and a
+# database without either (the WARNING and NOTICE paths).
+bash sql/tests/roles/hosted_platform.sh fred_test_platform
+# NOTIFY fred_sessions, received by a second session, on both installs.
+for db in fred_test_ext fred_test_sql; do
+  bash sql/tests/roles/listen.sh "$db"
+done
 # Attacks by the project's own roles: types shadowed in pg_temp, every executable function called.
 for db in fred_test_ext fred_test_sql; do
   bash sql/tests/roles/attack.sh "$db"
