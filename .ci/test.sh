@@ -38,6 +38,9 @@ echo "== the two engines against each other, and concurrent writers"
 bash .ci/differential.sh
 bash .ci/isolation.sh
 
+echo "== uninstall, on both installs"
+bash .ci/uninstall.sh
+
 echo "== deploy recipes and the adopter's examples"
 bash .ci/deploy-check.sh
 bash .ci/examples.sh

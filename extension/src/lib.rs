@@ -78,7 +78,12 @@ extension_sql_file!(
 extension_sql_file!(
     "../../sql/supabase/migrations/20261201000005_fred_events.sql",
     name = "v0_2_0_events",
-    requires = ["v0_2_0_security"],
+    requires = ["v0_2_0_security"]
+);
+extension_sql_file!(
+    "../../sql/supabase/migrations/20261201000007_fred_adoption.sql",
+    name = "v0_2_0_adoption",
+    requires = ["v0_2_0_events"],
     finalize
 );
 

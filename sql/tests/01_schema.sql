@@ -17,8 +17,8 @@ select col_type_is('fred'::name, 'coaching_sessions'::name, c::name, t, 'coachin
 -- Exact names and parameter names: app code calls them by name over RPC.
 select is((select proargnames from pg_proc where oid = to_regprocedure('public.fred_upsert_session(text, uuid, text, jsonb)')),
           array['room_name', 'user_id', 'call_type', 'metadata'], 'fred_upsert_session parameters');
-select is((select proargnames from pg_proc where oid = to_regprocedure('public.fred_persist_transcript(text, jsonb, text, jsonb, jsonb, text)')),
-          array['room_name', 'transcript', 'summary', 'decisions', 'next_actions', 'call_type'], 'fred_persist_transcript parameters');
+select is((select proargnames from pg_proc where oid = to_regprocedure('public.fred_persist_transcript(text, jsonb, text, jsonb, jsonb, text, uuid)')),
+          array['room_name', 'transcript', 'summary', 'decisions', 'next_actions', 'call_type', 'user_id'], 'fred_persist_transcript parameters (0.2.0 added user_id)');
 select is((select proargnames from pg_proc where oid = to_regprocedure('public.fred_get_session(uuid)')),
           array['session_id'], 'fred_get_session parameters');
 select is((select proargnames from pg_proc where oid = to_regprocedure('public.fred_list_sessions(integer, timestamptz)')),
@@ -28,7 +28,7 @@ select is((select prorettype::regtype::text from pg_proc where oid = to_regproce
 select ok(to_regprocedure('fred.apply_livekit_event(jsonb)') is not null, 'fred.apply_livekit_event(jsonb) exists');
 select is((select count(*)::int from pg_proc where proname like 'fred\_%' and pronamespace = 'public'::regnamespace), 5,
           'exactly five public functions (0.2.0 added fred_delete_session), one signature each (no PostgREST overload ambiguity)');
-select ok((select provolatile = 'v' from pg_proc where oid = to_regprocedure('public.fred_persist_transcript(text, jsonb, text, jsonb, jsonb, text)')),
+select ok((select provolatile = 'v' from pg_proc where oid = to_regprocedure('public.fred_persist_transcript(text, jsonb, text, jsonb, jsonb, text, uuid)')),
           'writers are VOLATILE (PostgREST runs others read-only)');
 
 -- Lints (Supabase splinter 0011, 0013, 0028/0029).

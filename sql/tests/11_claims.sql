@@ -72,8 +72,10 @@ select is((select (status, end_reason, ended_at) from fred.coaching_sessions whe
 select is((select (status, end_reason, ended_at) from fred.coaching_sessions where room_name = 'job-fresh'),
           row('active'::text, null::text, null::timestamptz), 'jobs: a call with recent events stays active');
 
--- fred.recordings_to_delete / fred.mark_recording_deleted
-select results_eq($$ select bucket, key from fred.recordings_to_delete(30) $$,
+-- fred.recordings_to_delete / fred.mark_recording_deleted (by age; erased sessions' recordings,
+-- due whatever their age, are 13_erasure.sql's)
+select results_eq($$ select r.bucket, r.key from fred.recordings_to_delete(30) r
+                      where r.session_id not in (select e.session_id from fred.erasures e) $$,
                   $$ values ('voice-recordings'::text, 'job-old/a.ogg'::text) $$,
                   'jobs: recordings_to_delete lists recordings older than the retention, with bucket and key');
 select is(fred.mark_recording_deleted((select id from fred.coaching_sessions where room_name = 'job-old')), true,
@@ -86,7 +88,8 @@ select is((select (recording_status, recording_url, recording_bucket, recording_
           'jobs: a deleted recording keeps no location, size or verification');
 select is(fred.mark_recording_deleted((select id from fred.coaching_sessions where room_name = 'job-old')), false,
           'jobs: marking it again changes nothing');
-select is((select count(*)::int from fred.recordings_to_delete(30)), 0, 'jobs: a deleted recording is not listed again');
+select is((select count(*)::int from fred.recordings_to_delete(30) r where r.session_id not in (select e.session_id from fred.erasures e)),
+          0, 'jobs: a deleted recording is not listed again');
 select is((select (recording_status, recording_key) from fred.coaching_sessions where room_name = 'job-young'),
           row('ready'::text, 'job-young/a.ogg'::text), 'jobs: a young recording is kept');
 

@@ -3,7 +3,7 @@
 -- (sql side; syncd/tests/erasure.rs deletes a real object); the tombstone against a redelivered
 -- webhook and a late event; a content-free change event.
 begin;
-select plan(43);
+select plan(44);
 
 create function pg_temp.rt() returns boolean
 language sql stable as $$ select to_regclass('realtime.messages') is not null $$;
@@ -108,10 +108,16 @@ select case when pg_temp.rt() then
        else skip('no Realtime fixture: the erasure event', 1) end;
 
 -- 4. Retention finishes it: due whatever the retention age, first; then the bookkeeping row goes.
-select is((select array_agg(r.session_id) from fred.recordings_to_delete(3650, 1) r),
-          array[(select id from calls where tag = 'er1')], 'recordings_to_delete returns the erased session first, whatever its age');
+insert into fred.coaching_sessions (room_name, ended_at, recording_status, recording_bucket, recording_key)
+values ('er-aged', now() - interval '400 days', 'ready', 'voice-recordings', 'er-aged/old.ogg');
+select ok((select bool_or(r.session_id = (select id from calls where tag = 'er1')) from fred.recordings_to_delete(3650, 1000) r),
+          'recordings_to_delete returns the erased session, whatever its age');
+select is((select count(*)::int from fred.recordings_to_delete(1, (select count(*)::int from fred.erasures)) r
+            where r.session_id not in (select e.session_id from fred.erasures e)), 0,
+          'erased sessions come first, before recordings due by age');
 select ok(fred.mark_recording_deleted((select id from calls where tag = 'er1')), 'marked deleted after DeleteObject');
-select is((select count(*)::int from fred.erasures), 0, 'the erasure is finished: no row left');
+select is((select count(*)::int from fred.erasures where session_id = (select id from calls where tag = 'er1')), 0,
+          'the erasure is finished: no row left');
 select ok(not fred.mark_recording_deleted((select id from calls where tag = 'er1')), 'marking again: false');
 select is((select count(*)::int from fred.recordings_to_delete(3650) r where r.session_id = (select id from calls where tag = 'er1')), 0,
           'not due again');

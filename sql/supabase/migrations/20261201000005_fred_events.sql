@@ -112,7 +112,8 @@ $$;
 
 -- After a session is created or one of its watched fields changes (the triggers' WHEN clauses
 -- leave out writes that change nothing watched, so a duplicate event or a no-op persist emits
--- nothing).
+-- nothing). A row that arrives with an earlier created_at is a restored one (pg_restore's COPY),
+-- not a new session: it emits nothing.
 create or replace function fred.coaching_sessions_events() returns trigger
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -147,7 +148,9 @@ $$;
 
 create or replace trigger coaching_sessions_created
   after insert on fred.coaching_sessions
-  for each row execute function fred.coaching_sessions_events();
+  for each row
+  when (new.created_at = now())
+  execute function fred.coaching_sessions_events();
 create or replace trigger coaching_sessions_changed
   after update of user_id, status, recording_status, summary on fred.coaching_sessions
   for each row
@@ -161,7 +164,8 @@ create or replace trigger coaching_sessions_changed
 -- At the ledger, where both engines (and syncd's own events) start: an applicable event of an
 -- erased room is recorded as `ignored` (without its room name) and the engine sees the id as
 -- already taken, so it reports `duplicate` and creates nothing. Never an error, so syncd never
--- quarantines it.
+-- quarantines it. Only rows being applied now (applied_at is the default, now()): a restored
+-- ledger row (pg_restore's COPY, with its own applied_at) is kept as it was.
 create or replace function fred.livekit_events_tombstone() returns trigger
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -180,7 +184,7 @@ $$;
 create or replace trigger livekit_events_tombstone
   before insert on fred.livekit_events
   for each row
-  when (new.room_sid is not null and new.outcome = 'applied')
+  when (new.room_sid is not null and new.outcome = 'applied' and new.applied_at = now())
   execute function fred.livekit_events_tombstone();
 
 -- On the table, for every writer: a session never gets an erased room's sid. Only reached by a

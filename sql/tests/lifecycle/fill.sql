@@ -64,3 +64,14 @@ select fred.finish_job_run('reconcile', '2026-11-30 10:00:00+00', 3);
 select fred.claim_job_tick('retention', '2026-11-30 03:00:00+00', 'syncd-b');
 select fred.finish_job_run('retention', '2026-11-30 03:00:00+00', 0, 'S3 DeleteObject: timeout');
 select fred.claim_job_tick('stale', '2026-11-30 10:05:00+00', 'syncd-a');
+
+-- From 0.2.0: an erased session (its tombstone, its recording waiting for retention, a ledger
+-- without its room name), so a restore must keep those rows exactly, applied ledger rows of the
+-- erased room included.
+do $erase$
+begin
+  if to_regprocedure('fred.delete_session(uuid)') is not null then
+    perform fred.delete_session(fred_test.session_of('fill5'));
+  end if;
+end
+$erase$;
