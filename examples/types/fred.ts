@@ -97,8 +97,15 @@ export type Database = {
           decisions?: Json[];
           next_actions?: Json[];
           call_type?: string;
+          /** The owner, for a server-side caller (service_role) persisting before any session exists. */
+          user_id?: string;
         };
         Returns: string;
+      };
+      fred_delete_session: {
+        Args: { session_id: string };
+        /** true when a session was erased; false for a missing one or someone else's. */
+        Returns: boolean;
       };
       fred_get_session: {
         Args: { session_id: string };
