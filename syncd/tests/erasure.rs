@@ -20,6 +20,7 @@ fn retention_ctx(s3: &str) -> Context {
             ("RECORDING_S3_SECRET", SK),
             ("RECORDING_S3_ENDPOINT", s3),
             ("RECORDING_RETENTION_DAYS", "30"),
+            ("SYNCD_RECORD", "none"),
         ],
     );
     Context::new(
@@ -38,7 +39,7 @@ async fn count(pg: &tokio_postgres::Client, sql: &str, arg: &str) -> i64 {
 async fn an_erased_call_loses_its_recording_and_never_comes_back() {
     let pg = pg().await;
     let s3 = S3Server::start("voice-recordings").await;
-    let d = start(&db_url(), &[]).await;
+    let d = start(&db_url(), &[("SYNCD_RECORD", "none")]).await;
     let tag = unique("erase");
     let sid = format!("RM_{tag}");
     let room = format!("room-{tag}");
@@ -69,10 +70,7 @@ async fn an_erased_call_loses_its_recording_and_never_comes_back() {
 
     // 2. Erasure (service_role's or the owner's call; here the test's own trusted role).
     let erased: bool = pg
-        .query_one(
-            "select public.fred_delete_session($1::text::uuid)",
-            &[&id],
-        )
+        .query_one("select public.fred_delete_session($1::text::uuid)", &[&id])
         .await
         .unwrap()
         .get(0);
@@ -97,7 +95,10 @@ async fn an_erased_call_loses_its_recording_and_never_comes_back() {
         1,
         "the object's location waits for retention"
     );
-    assert!(object.exists(), "the object is still there until the job runs");
+    assert!(
+        object.exists(),
+        "the object is still there until the job runs"
+    );
 
     // 3. The retention job: the call is a week old, under the 30 days, and is deleted anyway.
     let ctx = retention_ctx(&s3.url);
