@@ -28,14 +28,18 @@ end
 $version_grants$;
 
 -- Backups: in the extension, fred's tables belong to the extension, and pg_dump writes only
--- CREATE EXTENSION for them unless they are marked. Mark every table (and any standalone
--- sequence) so that pg_dump and pg_restore keep every row. The SQL install's tables are
--- ordinary tables, which pg_dump always dumps.
-do $dump$
+-- CREATE EXTENSION for them unless they are marked. This marks every table (and any standalone
+-- sequence) of the extension so that pg_dump and pg_restore keep every row; every release file
+-- that adds a table calls it again at its end. The SQL install's tables are ordinary tables, which
+-- pg_dump always dumps: there (no extension row) it does nothing. pg_extension_config_dump works
+-- only inside CREATE/ALTER EXTENSION, which is the only place fred calls this from.
+create or replace function fred.mark_tables_for_dump() returns void
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+as $$
 declare
   v_rel regclass;
 begin
-  -- Only inside CREATE/ALTER EXTENSION fred: the SQL install has no extension row.
   if not exists (select 1 from pg_catalog.pg_extension where extname = 'fred') then
     return;
   end if;
@@ -50,7 +54,9 @@ begin
     perform pg_catalog.pg_extension_config_dump(v_rel, '');
   end loop;
 end
-$dump$;
+$$;
+revoke all on function fred.mark_tables_for_dump() from public;
+select fred.mark_tables_for_dump();
 
 -- sql/supabase/migrations/20261201000002_fred_security.sql
 -- fred 0.2.0: security (shared by both installs; see 20261201000001_fred_lifecycle.sql for the layout).
@@ -1059,27 +1065,8 @@ begin
 end
 $grants$;
 
--- Backups: mark every table of the extension for pg_dump, the new ones included (only inside
--- CREATE/ALTER EXTENSION fred; the SQL install's tables are ordinary tables).
-do $dump$
-declare
-  v_rel regclass;
-begin
-  if not exists (select 1 from pg_catalog.pg_extension where extname = 'fred') then
-    return;
-  end if;
-  for v_rel in
-    select c.oid::regclass
-      from pg_catalog.pg_class c
-      join pg_catalog.pg_depend d on d.classid = 'pg_catalog.pg_class'::regclass and d.objid = c.oid and d.deptype = 'e'
-      join pg_catalog.pg_extension e on e.oid = d.refobjid and e.extname = 'fred'
-     where c.relkind in ('r', 'S', 'p')
-     order by c.oid
-  loop
-    perform pg_catalog.pg_extension_config_dump(v_rel, '');
-  end loop;
-end
-$dump$;
+-- Backups: mark the new tables for pg_dump in the extension (see 20261201000001_fred_lifecycle.sql).
+select fred.mark_tables_for_dump();
 
 -- sql/supabase/migrations/20261201000007_fred_adoption.sql
 -- fred 0.2.0: adopting fred (shared by both installs; see 20261201000001_fred_lifecycle.sql for the layout).
@@ -1345,22 +1332,4 @@ end
 $grants$;
 
 -- Backups: mark the new table for pg_dump in the extension (see 20261201000001_fred_lifecycle.sql).
-do $dump$
-declare
-  v_rel regclass;
-begin
-  if not exists (select 1 from pg_catalog.pg_extension where extname = 'fred') then
-    return;
-  end if;
-  for v_rel in
-    select c.oid::regclass
-      from pg_catalog.pg_class c
-      join pg_catalog.pg_depend d on d.classid = 'pg_catalog.pg_class'::regclass and d.objid = c.oid and d.deptype = 'e'
-      join pg_catalog.pg_extension e on e.oid = d.refobjid and e.extname = 'fred'
-     where c.relkind in ('r', 'S', 'p')
-     order by c.oid
-  loop
-    perform pg_catalog.pg_extension_config_dump(v_rel, '');
-  end loop;
-end
-$dump$;
+select fred.mark_tables_for_dump();

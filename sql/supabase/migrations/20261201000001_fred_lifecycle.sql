@@ -24,14 +24,18 @@ end
 $version_grants$;
 
 -- Backups: in the extension, fred's tables belong to the extension, and pg_dump writes only
--- CREATE EXTENSION for them unless they are marked. Mark every table (and any standalone
--- sequence) so that pg_dump and pg_restore keep every row. The SQL install's tables are
--- ordinary tables, which pg_dump always dumps.
-do $dump$
+-- CREATE EXTENSION for them unless they are marked. This marks every table (and any standalone
+-- sequence) of the extension so that pg_dump and pg_restore keep every row; every release file
+-- that adds a table calls it again at its end. The SQL install's tables are ordinary tables, which
+-- pg_dump always dumps: there (no extension row) it does nothing. pg_extension_config_dump works
+-- only inside CREATE/ALTER EXTENSION, which is the only place fred calls this from.
+create or replace function fred.mark_tables_for_dump() returns void
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+as $$
 declare
   v_rel regclass;
 begin
-  -- Only inside CREATE/ALTER EXTENSION fred: the SQL install has no extension row.
   if not exists (select 1 from pg_catalog.pg_extension where extname = 'fred') then
     return;
   end if;
@@ -46,4 +50,6 @@ begin
     perform pg_catalog.pg_extension_config_dump(v_rel, '');
   end loop;
 end
-$dump$;
+$$;
+revoke all on function fred.mark_tables_for_dump() from public;
+select fred.mark_tables_for_dump();

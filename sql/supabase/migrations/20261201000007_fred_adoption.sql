@@ -261,22 +261,4 @@ end
 $grants$;
 
 -- Backups: mark the new table for pg_dump in the extension (see 20261201000001_fred_lifecycle.sql).
-do $dump$
-declare
-  v_rel regclass;
-begin
-  if not exists (select 1 from pg_catalog.pg_extension where extname = 'fred') then
-    return;
-  end if;
-  for v_rel in
-    select c.oid::regclass
-      from pg_catalog.pg_class c
-      join pg_catalog.pg_depend d on d.classid = 'pg_catalog.pg_class'::regclass and d.objid = c.oid and d.deptype = 'e'
-      join pg_catalog.pg_extension e on e.oid = d.refobjid and e.extname = 'fred'
-     where c.relkind in ('r', 'S', 'p')
-     order by c.oid
-  loop
-    perform pg_catalog.pg_extension_config_dump(v_rel, '');
-  end loop;
-end
-$dump$;
+select fred.mark_tables_for_dump();
