@@ -1,15 +1,28 @@
 //! Retention: delete recordings (S3 first, then the row) and transcripts older than their
 //! configured age. Idempotent and resumable: a row keeps its key until its object is gone.
+//!
+//! Whenever S3 is configured the recordings pass runs, with or without
+//! `RECORDING_RETENTION_DAYS`: `fred.recordings_to_delete` lists erased sessions' objects first
+//! whatever the age, so an erasure (issue 14) is finished by `fred.mark_recording_deleted` even
+//! when recordings are otherwise kept for ever (an age of 36,500 days then lists nothing else).
 
 use super::{Context, JobError};
 use tokio_postgres::types::Type;
 
 pub async fn run(ctx: &Context) -> Result<usize, JobError> {
     let mut changed = 0;
-    if let Some(days) = ctx.jobs.recording_retention_days {
-        let s3 = ctx.s3.as_ref().ok_or(JobError::NotConfigured(
-            "RECORDING_RETENTION_DAYS needs the RECORDING_S3_* settings",
-        ))?;
+    // Recordings kept for ever still have their erasures to finish.
+    const FOREVER_DAYS: u32 = 36_500;
+    let recordings = match (&ctx.s3, ctx.jobs.recording_retention_days) {
+        (Some(s3), days) => Some((s3, days.unwrap_or(FOREVER_DAYS))),
+        (None, Some(_)) => {
+            return Err(JobError::NotConfigured(
+                "RECORDING_RETENTION_DAYS needs the RECORDING_S3_* settings",
+            ));
+        }
+        (None, None) => None,
+    };
+    if let Some((s3, days)) = recordings {
         let days = days as i32;
         // One statement per pooled connection: none is held across the S3 calls.
         loop {
