@@ -20,17 +20,18 @@ fn joined(tag: &str) -> (String, Vec<u8>) {
 }
 
 /// The test database's URL with a statement timeout for syncd's own sessions.
-fn db_url_with_statement_timeout(ms: u32) -> String {
-    let url = db_url();
+fn db_url_with_statement_timeout(tdb: &TestDb, ms: u32) -> String {
+    let url = tdb.url();
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}options=-c%20statement_timeout%3D{ms}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_class_is_set_aside_and_the_next_event_lands() {
-    let pg = pg().await;
+    let tdb = TestDb::new().await;
+    let pg = tdb.pg().await;
     let d = start(
-        &db_url_with_statement_timeout(500),
+        &db_url_with_statement_timeout(&tdb, 500),
         &[("SYNCD_POISON_TRIES", "3")],
     )
     .await;
@@ -84,9 +85,10 @@ async fn every_error_class_is_set_aside_and_the_next_event_lands() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_reports_a_lagging_drain_and_the_metric_says_how_far() {
-    let pg = pg().await;
+    let tdb = TestDb::new().await;
+    let pg = tdb.pg().await;
     let d = start(
-        &db_url(),
+        &tdb.url(),
         &[("SYNCD_READY_MAX_LAG", "1s"), ("SYNCD_POISON_TRIES", "100")],
     )
     .await;
@@ -147,16 +149,12 @@ async fn stalled_uploads(port: u16, n: usize, body_part: usize, auth: &str) -> V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stalled_unsigned_uploads_cost_little_and_signed_webhooks_still_land() {
+    let tdb = TestDb::new().await;
     let spool = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut child = syncd_command(&["serve"], &db_url())
-        .env("SYNCD_LISTEN", format!("127.0.0.1:{port}"))
-        .env("SYNCD_SPOOL_DIR", spool.path())
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn syncd");
-    wait_up(port).await;
+    let mut cmd = syncd_command(&["serve"], &tdb.url());
+    cmd.env("SYNCD_SPOOL_DIR", spool.path());
+    let served = serve(cmd).await;
+    let (port, mut child) = (served.port, served.child);
     let idle = rss_bytes(child.id());
     let forged = jwt("HS256", "not-the-secret", &claims(b"whatever"));
     let held = stalled_uploads(port, 400, 700 << 10, &forged).await;
@@ -179,7 +177,7 @@ async fn stalled_unsigned_uploads_cost_little_and_signed_webhooks_still_land() {
         idle >> 20,
         rss >> 20
     );
-    assert_eq!(wait_ledger(&pg().await, &[id], 20).await, 1);
+    assert_eq!(wait_ledger(&tdb.pg().await, &[id], 20).await, 1);
     drop(held);
     let _ = child.kill();
     let _ = child.wait();
@@ -187,7 +185,8 @@ async fn stalled_unsigned_uploads_cost_little_and_signed_webhooks_still_land() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_and_overlong_tokens_are_refused_before_the_body() {
-    let d = start(&db_url(), &[("SYNCD_MAX_TOKEN_TTL", "10m")]).await;
+    let tdb = TestDb::new().await;
+    let d = start(&tdb.url(), &[("SYNCD_MAX_TOKEN_TTL", "10m")]).await;
     let body = joined(&unique("ttl")).1;
     let mut long = claims(&body);
     long["exp"] = json!(now() + 24 * 3600);
@@ -206,17 +205,13 @@ async fn oversized_and_overlong_tokens_are_refused_before_the_body() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_a_stalled_client_exits_within_the_grace_period() {
+    let tdb = TestDb::new().await;
     let spool = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut child = syncd_command(&["serve"], &db_url())
-        .env("SYNCD_LISTEN", format!("127.0.0.1:{port}"))
-        .env("SYNCD_SPOOL_DIR", spool.path())
-        .env("SYNCD_SHUTDOWN_GRACE", "2s")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn syncd");
-    wait_up(port).await;
+    let mut cmd = syncd_command(&["serve"], &tdb.url());
+    cmd.env("SYNCD_SPOOL_DIR", spool.path())
+        .env("SYNCD_SHUTDOWN_GRACE", "2s");
+    let served = serve(cmd).await;
+    let (port, mut child) = (served.port, served.child);
     // A signed request whose body never finishes.
     let body = joined(&unique("term")).1;
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -260,9 +255,10 @@ async fn sigterm_with_a_stalled_client_exits_within_the_grace_period() {
 
 #[tokio::test]
 async fn connection_errors_keep_their_cause() {
+    let tdb = TestDb::new().await;
     // This machine's Postgres trusts local connections, so a wrong password cannot be
     // provoked; an unknown role takes the same path (a FATAL ErrorResponse at startup).
-    let url = db_url();
+    let url = tdb.url();
     let (_, rest) = url.split_once("://").unwrap();
     let (_, host) = rest.split_once('@').unwrap();
     let bad = format!("postgres://nobody_{}:wrong@{host}", std::process::id());
@@ -284,11 +280,10 @@ async fn connection_errors_keep_their_cause() {
 }
 
 /// A database with fred 0.1.0's shape: the batch function, and no `fred.version()`.
-async fn old_schema_database() -> (String, String) {
-    let name = format!("fred_syncd_old_{}", std::process::id());
-    let admin = admin_url();
-    let server = admin.rsplit_once('/').unwrap().0.to_owned();
-    let (c, conn) = tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls)
+async fn old_schema_database(tdb: &TestDb) -> (String, String) {
+    let name = format!("{}_old", tdb.name);
+    let admin = tdb.admin_url();
+    let (c, conn) = tokio_postgres::connect(&with_db(&admin, "postgres"), tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
@@ -298,7 +293,7 @@ async fn old_schema_database() -> (String, String) {
     ] {
         c.batch_execute(&sql).await.unwrap();
     }
-    let (o, conn) = tokio_postgres::connect(&format!("{server}/{name}"), tokio_postgres::NoTls)
+    let (o, conn) = tokio_postgres::connect(&with_db(&admin, &name), tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
@@ -310,13 +305,13 @@ async fn old_schema_database() -> (String, String) {
     )
     .await
     .unwrap();
-    let url = format!("{server}/{name}");
-    (name, url)
+    (name.clone(), with_db(&admin, &name))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_schema_is_refused_by_check_and_serve_and_check_prints_the_version() {
-    let out = syncd_command(&["check"], &db_url())
+    let tdb = TestDb::new().await;
+    let out = syncd_command(&["check"], &tdb.url())
         .env("SYNCD_SPOOL_DIR", tempfile::tempdir().unwrap().path())
         .output()
         .unwrap();
@@ -328,24 +323,25 @@ async fn an_old_schema_is_refused_by_check_and_serve_and_check_prints_the_versio
     );
     assert!(text.contains("fred schema: 0.2.0"), "{text}");
 
-    let (name, old) = old_schema_database().await;
+    let (name, old) = old_schema_database(&tdb).await;
     let want = "fred schema 0.1.0 is older than 0.2.0, which this syncd needs: run ALTER EXTENSION fred UPDATE, or apply the new migrations";
     for args in [&["check"][..], &["serve"][..]] {
         let spool = tempfile::tempdir().unwrap();
         let out = syncd_command(args, &old)
             .env("SYNCD_SPOOL_DIR", spool.path())
-            .env("SYNCD_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .env("SYNCD_LISTEN", "127.0.0.1:0")
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} must refuse: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
     }
-    let admin = admin_url();
-    let server = admin.rsplit_once('/').unwrap().0.to_owned();
-    let (c, conn) = tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls)
-        .await
-        .unwrap();
+    let (c, conn) = tokio_postgres::connect(
+        &with_db(&tdb.admin_url(), "postgres"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
     tokio::spawn(conn);
     c.batch_execute(&format!("drop database if exists {name} with (force)"))
         .await
@@ -360,7 +356,7 @@ async fn short_retention_and_thresholds_are_refused_naming_the_variable() {
         ("SYNCD_STALE_AFTER", "30s"),
         ("SYNCD_RECONCILE_AFTER", "59s"),
     ] {
-        let out = syncd_command(&["check"], &db_url())
+        let out = syncd_command(&["check"], &unused_db_url())
             .env(var, value)
             .output()
             .unwrap();
@@ -372,15 +368,16 @@ async fn short_retention_and_thresholds_are_refused_naming_the_variable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_spool_is_pruned_and_gives_its_space_back() {
+    let tdb = TestDb::new().await;
     let d = start(
-        &db_url(),
+        &tdb.url(),
         &[
             ("SYNCD_SEEN_WINDOW", "1s"),
             ("SYNCD_SPOOL_MAINTAIN_EVERY", "1s"),
         ],
     )
     .await;
-    let pg = pg().await;
+    let pg = tdb.pg().await;
     let tag = unique("prune");
     let pad = "p".repeat(16 << 10);
     let mut ids = Vec::new();
@@ -419,27 +416,4 @@ async fn the_spool_is_pruned_and_gives_its_space_back() {
     .await;
     println!("spool: peak {peak} bytes, now {}", spool.bytes_on_disk());
     d.running.shutdown().await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_up(port: u16) {
-    let url = format!("http://127.0.0.1:{port}/healthz");
-    eventually(20, "syncd is up", || {
-        let url = url.clone();
-        async move {
-            http()
-                .get(&url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        }
-    })
-    .await;
 }

@@ -21,7 +21,8 @@ fn pending(events: &[serde_json::Value]) -> Vec<Pending> {
 
 #[tokio::test]
 async fn batch_applies_the_recorded_call() {
-    let db = Db::new(&db_url()).unwrap();
+    let tdb = TestDb::new().await;
+    let db = Db::new(&tdb.url()).unwrap();
     db.check()
         .await
         .expect("fred is installed in the test database");
@@ -49,7 +50,7 @@ async fn batch_applies_the_recorded_call() {
         "{again:?}"
     );
 
-    let pg = pg().await;
+    let pg = tdb.pg().await;
     let row = outcome(&pg, &format!("RM_{tag}"))
         .await
         .expect("session row");
@@ -64,7 +65,8 @@ async fn batch_applies_the_recorded_call() {
 
 #[tokio::test]
 async fn poison_in_a_batch_is_reported_and_neighbours_land() {
-    let db = Db::new(&db_url()).unwrap();
+    let tdb = TestDb::new().await;
+    let db = Db::new(&tdb.url()).unwrap();
     let tag = unique("poison");
     let good = serde_json::json!({"event": "room_started", "id": format!("EV_{tag}_1"), "room": {"sid": format!("RM_{tag}"), "name": tag}});
     let bad = serde_json::json!({"event": "room_started", "id": format!("EV_{tag}_2"), "createdAt": "never", "room": {"sid": format!("RM_{tag}")}});
@@ -78,8 +80,9 @@ async fn poison_in_a_batch_is_reported_and_neighbours_land() {
 
 #[tokio::test]
 async fn nul_bytes_fail_the_whole_batch_as_poison() {
+    let tdb = TestDb::new().await;
     // jsonb refuses \u0000 while parsing the batch, before any rule runs: the drainer must split.
-    let db = Db::new(&db_url()).unwrap();
+    let db = Db::new(&tdb.url()).unwrap();
     let body =
         br#"{"event":"room_started","id":"EV_nul","room":{"sid":"RM_nul","name":"a\u0000b"}}"#
             .to_vec();

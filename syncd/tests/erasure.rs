@@ -10,11 +10,11 @@ use serde_json::Value;
 use syncd::jobs::{Context, Job, run_body};
 
 /// The jobs' context with s3s-fs as the bucket and a 30-day recording retention.
-fn retention_ctx(s3: &str) -> Context {
+fn retention_ctx(db: &str, s3: &str) -> Context {
     let spool = tempfile::tempdir().unwrap();
     let cfg = config(
         spool.path(),
-        &db_url(),
+        db,
         &[
             ("RECORDING_S3_ACCESS_KEY", AK),
             ("RECORDING_S3_SECRET", SK),
@@ -25,7 +25,7 @@ fn retention_ctx(s3: &str) -> Context {
     );
     Context::new(
         &cfg,
-        syncd::db::Db::new(&db_url()).unwrap(),
+        syncd::db::Db::new(db).unwrap(),
         syncd::metrics::Metrics::new(),
         unique("runner"),
     )
@@ -37,9 +37,10 @@ async fn count(pg: &tokio_postgres::Client, sql: &str, arg: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_erased_call_loses_its_recording_and_never_comes_back() {
-    let pg = pg().await;
+    let tdb = TestDb::new().await;
+    let pg = tdb.pg().await;
     let s3 = S3Server::start("voice-recordings").await;
-    let d = start(&db_url(), &[("SYNCD_RECORD", "none")]).await;
+    let d = start(&tdb.url(), &[("SYNCD_RECORD", "none")]).await;
     let tag = unique("erase");
     let sid = format!("RM_{tag}");
     let room = format!("room-{tag}");
@@ -101,7 +102,7 @@ async fn an_erased_call_loses_its_recording_and_never_comes_back() {
     );
 
     // 3. The retention job: the call is a week old, under the 30 days, and is deleted anyway.
-    let ctx = retention_ctx(&s3.url);
+    let ctx = retention_ctx(&tdb.url(), &s3.url);
     assert!(run_body(&ctx, Job::Retention).await.unwrap() >= 1);
     assert!(!object.exists(), "the recording object is gone from S3");
     assert_eq!(

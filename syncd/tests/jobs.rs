@@ -5,7 +5,6 @@ use common::fake_egress::{Fake, Mode};
 use common::s3_server::{AK, S3Server, SK};
 use common::*;
 use serde_json::{Value, json};
-use std::time::Duration;
 use syncd::jobs::{Context, Job, run_body};
 
 async fn apply(pg: &tokio_postgres::Client, ev: Value) {
@@ -17,7 +16,7 @@ async fn apply(pg: &tokio_postgres::Client, ev: Value) {
     assert_eq!(r, "applied", "{ev}");
 }
 
-fn ctx(fake: &str, s3: &str, extra: &[(&str, &str)]) -> Context {
+fn ctx(tdb: &TestDb, fake: &str, s3: &str, extra: &[(&str, &str)]) -> Context {
     let spool = tempfile::tempdir().unwrap();
     let mut env = vec![
         ("LIVEKIT_URL", fake),
@@ -26,10 +25,10 @@ fn ctx(fake: &str, s3: &str, extra: &[(&str, &str)]) -> Context {
         ("RECORDING_S3_ENDPOINT", s3),
     ];
     env.extend_from_slice(extra);
-    let cfg = config(spool.path(), &db_url(), &env);
+    let cfg = config(spool.path(), &tdb.url(), &env);
     Context::new(
         &cfg,
-        syncd::db::Db::new(&db_url()).unwrap(),
+        syncd::db::Db::new(&tdb.url()).unwrap(),
         syncd::metrics::Metrics::new(),
         unique("runner"),
     )
@@ -64,7 +63,8 @@ async fn stuck_call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_heals_a_missed_egress_ended() {
-    let pg = pg().await;
+    let tdb = TestDb::new().await;
+    let pg = tdb.pg().await;
     let s3 = S3Server::start("voice-recordings").await;
     let fake = Fake::start(KEY, SECRET, Mode::Ok("unused".into())).await;
     let sid = unique("RM_heal");
@@ -80,7 +80,7 @@ async fn reconcile_heals_a_missed_egress_ended() {
         &s3.url,
     ));
     s3.put("voice-recordings", &key, b"12345");
-    let ctx = ctx(&fake.url, &s3.url, &[]);
+    let ctx = ctx(&tdb, &fake.url, &s3.url, &[]);
     assert!(
         run_body(&ctx, Job::Reconcile).await.unwrap() >= 2,
         "applied and verified"
@@ -102,7 +102,8 @@ async fn reconcile_heals_a_missed_egress_ended() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_marks_unknown_egress_lost_and_stops_extras() {
-    let pg = pg().await;
+    let tdb = TestDb::new().await;
+    let pg = tdb.pg().await;
     let fake = Fake::start(KEY, SECRET, Mode::Ok("unused".into())).await;
     let lost = unique("RM_lost");
     stuck_call(
@@ -132,7 +133,7 @@ async fn reconcile_marks_unknown_egress_lost_and_stops_extras() {
         "k2",
         "http://s3",
     ));
-    let ctx = ctx(&fake.url, "http://127.0.0.1:9", &[]);
+    let ctx = ctx(&tdb, &fake.url, "http://127.0.0.1:9", &[]);
     run_body(&ctx, Job::Reconcile).await.unwrap();
     let r = row(&pg, &lost).await;
     assert_eq!(r["recording_status"], "lost");
@@ -158,7 +159,8 @@ async fn reconcile_marks_unknown_egress_lost_and_stops_extras() {
 
 #[tokio::test]
 async fn stale_sessions_are_closed_at_their_last_activity() {
-    let pg = pg().await;
+    let tdb = TestDb::new().await;
+    let pg = tdb.pg().await;
     let old = unique("RM_stale");
     let fresh = unique("RM_fresh");
     let t_old = now() - 7 * 3600;
@@ -168,7 +170,7 @@ async fn stale_sessions_are_closed_at_their_last_activity() {
     apply(&pg, json!({"event": "participant_joined", "id": format!("EV_{fresh}"), "createdAt": now().to_string(),
                       "room": {"sid": fresh, "name": fresh}, "participant": {"identity": "u"}}))
     .await;
-    let ctx = ctx("http://127.0.0.1:9", "http://127.0.0.1:9", &[]);
+    let ctx = ctx(&tdb, "http://127.0.0.1:9", "http://127.0.0.1:9", &[]);
     assert!(run_body(&ctx, Job::Stale).await.unwrap() >= 1);
     let q = "select status, end_reason, extract(epoch from ended_at)::bigint from fred.coaching_sessions where room_sid = $1";
     let r = pg.query_one(q, &[&old]).await.unwrap();
@@ -190,7 +192,8 @@ async fn stale_sessions_are_closed_at_their_last_activity() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_objects_then_rows_and_is_idempotent() {
-    let pg = pg().await;
+    let tdb = TestDb::new().await;
+    let pg = tdb.pg().await;
     let s3 = S3Server::start("voice-recordings").await;
     let tag = unique("ret");
     let key = format!("{tag}/old.ogg");
@@ -217,6 +220,7 @@ async fn retention_deletes_objects_then_rows_and_is_idempotent() {
     .await
     .unwrap();
     let ctx = ctx(
+        &tdb,
         "http://127.0.0.1:9",
         &s3.url,
         &[
@@ -278,23 +282,36 @@ async fn retention_deletes_objects_then_rows_and_is_idempotent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_run_each_tick_once() {
-    let pg = pg().await;
+    let tdb = TestDb::new().await;
+    let pg = tdb.pg().await;
     let extra = [("SYNCD_STALE_CRON", "* * * * * *")];
-    let a = start(&db_url(), &extra).await;
-    let b = start(&db_url(), &extra).await;
-    let t0: std::time::SystemTime = pg.query_one("select now()", &[]).await.unwrap().get(0);
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let a = start(&tdb.url(), &extra).await;
+    let b = start(&tdb.url(), &extra).await;
+    // The scheduler follows the wall clock (cron over chrono's Utc::now), so tokio's paused
+    // clock cannot drive it: wait for three finished ticks in this test's own database instead.
+    let finished =
+        "select count(*) from fred.job_runs where job = 'stale' and finished_at is not null";
+    let pg2 = &pg;
+    eventually(30, "three stale ticks finished", || async move {
+        pg2.query_one(finished, &[]).await.unwrap().get::<_, i64>(0) >= 3
+    })
+    .await;
     let (ma_m, mb_m) = (
         a.running.state.metrics.clone(),
         b.running.state.metrics.clone(),
     );
     a.running.shutdown().await;
     b.running.shutdown().await;
-    let runs: i64 = pg
-        .query_one("select count(*) from fred.job_runs where job = 'stale' and tick > $1 and tick = date_trunc('second', tick)", &[&t0])
+    let runs: i64 = pg.query_one(finished, &[]).await.unwrap().get(0);
+    let claimed: i64 = pg
+        .query_one(
+            "select count(*) from fred.job_runs where job = 'stale'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
+    assert_eq!(claimed, runs, "every claimed tick was finished by shutdown");
     let metric = |m: &std::sync::Arc<syncd::metrics::Metrics>| {
         let text = m.render();
         text.lines()
@@ -313,7 +330,8 @@ async fn two_replicas_run_each_tick_once() {
 
 #[tokio::test]
 async fn a_dead_runner_does_not_block_the_next_tick() {
-    let pg = pg().await;
+    let tdb = TestDb::new().await;
+    let pg = tdb.pg().await;
     let claim = "select fred.claim_job_tick('reconcile', $1::text::timestamptz, $2)";
     // Ticks of our own, far from any real schedule.
     let tick1 = format!("2031-01-01T00:00:{:02}.{}Z", now() % 60, std::process::id());
@@ -346,7 +364,7 @@ fn bad_schedules_stop_start_up_naming_the_variable() {
         ("SYNCD_RECONCILE_AFTER", "soon"),
         ("SYNCD_RETENTION_CRON", "0 0 0 31 2 * 1999 x"),
     ] {
-        let out = syncd_command(&["check"], &db_url())
+        let out = syncd_command(&["check"], &unused_db_url())
             .env(var, value)
             .output()
             .unwrap();
@@ -358,7 +376,8 @@ fn bad_schedules_stop_start_up_naming_the_variable() {
 
 #[tokio::test]
 async fn run_job_runs_one_job_once_and_exits() {
-    let pg = pg().await;
+    let tdb = TestDb::new().await;
+    let pg = tdb.pg().await;
     let sid = unique("RM_cli");
     apply(
         &pg,
@@ -367,7 +386,7 @@ async fn run_job_runs_one_job_once_and_exits() {
     )
     .await;
     let run = |job: &str| {
-        syncd_command(&["run-job", job], &db_url())
+        syncd_command(&["run-job", job], &tdb.url())
             .output()
             .unwrap()
     };

@@ -57,11 +57,12 @@ async fn wait_requests(fake: &Fake, method: &str, n: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn room_started_starts_one_audio_only_egress() {
+    let tdb = TestDb::new().await;
     let fake = Fake::start(KEY, SECRET, Mode::Ok("EG_started1".into())).await;
     let ws = fake.url.replace("http://", "ws://");
     let env = recording_env(&ws, "https://ref.supabase.co/storage/v1/s3");
-    let d = start(&db_url(), &env).await;
-    let pg = pg().await;
+    let d = start(&tdb.url(), &env).await;
+    let pg = tdb.pg().await;
     let sid = unique("RM_rec");
     let name = format!("call-{sid}");
     assert_eq!(post(&d.url, &room_started(&sid, &name)).await, 200);
@@ -107,7 +108,7 @@ async fn room_started_starts_one_audio_only_egress() {
     let mut again: Value = serde_json::from_slice(&room_started(&sid, &name)).unwrap();
     again["id"] = json!(format!("EV_{sid}_again"));
     assert_eq!(post(&d.url, &again.to_string().into_bytes()).await, 200);
-    let replica = start(&db_url(), &env).await;
+    let replica = start(&tdb.url(), &env).await;
     again["id"] = json!(format!("EV_{sid}_replica"));
     assert_eq!(
         post(&replica.url, &again.to_string().into_bytes()).await,
@@ -122,7 +123,20 @@ async fn room_started_starts_one_audio_only_egress() {
         .await,
         2
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every start attempt the replays caused has run to its end (the hook's tasks are tracked):
+    // only then does "one request" mean no second one is coming.
+    eventually(
+        10,
+        "the room_started hooks of both replicas finished",
+        || {
+            let (a, b) = (
+                d.running.state.tasks.clone(),
+                replica.running.state.tasks.clone(),
+            );
+            async move { a.is_empty() && b.is_empty() }
+        },
+    )
+    .await;
     assert_eq!(
         fake.requests("StartRoomCompositeEgress").len(),
         1,
@@ -134,7 +148,8 @@ async fn room_started_starts_one_audio_only_egress() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn start_failures_never_block_the_call() {
-    let pg = pg().await;
+    let tdb = TestDb::new().await;
+    let pg = tdb.pg().await;
     let refused = format!(
         "http://127.0.0.1:{}",
         std::net::TcpListener::bind("127.0.0.1:0")
@@ -179,7 +194,7 @@ async fn start_failures_never_block_the_call() {
         } else {
             fake.url.clone()
         };
-        let d = start(&db_url(), &recording_env(&url, "http://127.0.0.1:9")).await;
+        let d = start(&tdb.url(), &recording_env(&url, "http://127.0.0.1:9")).await;
         let sid = unique(&format!("RM_{label}"));
         assert_eq!(
             post(&d.url, &room_started(&sid, &format!("call-{sid}"))).await,
@@ -217,8 +232,9 @@ async fn start_failures_never_block_the_call() {
 
 #[tokio::test]
 async fn recording_off_marks_disabled_but_never_over_egress_state() {
-    let d = start(&db_url(), &[]).await;
-    let pg = pg().await;
+    let tdb = TestDb::new().await;
+    let d = start(&tdb.url(), &[]).await;
+    let pg = tdb.pg().await;
     let sid = unique("RM_off");
     assert_eq!(post(&d.url, &room_started(&sid, "off")).await, 200);
     assert_eq!(
@@ -253,8 +269,8 @@ async fn recording_off_marks_disabled_but_never_over_egress_state() {
 }
 
 /// Runs `syncd recording-url` as an operator would.
-fn recording_url(id: &str, expires: &str, s3: &str) -> std::process::Output {
-    syncd_command(&["recording-url", id, "--expires", expires], &db_url())
+fn recording_url(db: &str, id: &str, expires: &str, s3: &str) -> std::process::Output {
+    syncd_command(&["recording-url", id, "--expires", expires], db)
         .env("SYNCD_RECORD", "none")
         .env("RECORDING_S3_ACCESS_KEY", AK)
         .env("RECORDING_S3_SECRET", SK)
@@ -276,10 +292,11 @@ fn egress_ended(sid: &str, name: &str, egress: &str, key: &str, endpoint: &str) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn completed_upload_is_verified_and_playable() {
+    let tdb = TestDb::new().await;
     let s3 = S3Server::start("voice-recordings").await;
     let fake = Fake::start(KEY, SECRET, Mode::Ok("EG_e2e".into())).await;
-    let d = start(&db_url(), &recording_env(&fake.url, &s3.url)).await;
-    let pg = pg().await;
+    let d = start(&tdb.url(), &recording_env(&fake.url, &s3.url)).await;
+    let pg = tdb.pg().await;
     let sid = unique("RM_e2e");
     let name = format!("call-{sid}");
     assert_eq!(post(&d.url, &room_started(&sid, &name)).await, 200);
@@ -330,7 +347,7 @@ async fn completed_upload_is_verified_and_playable() {
     assert!(verified);
 
     // `syncd recording-url` gives a URL that downloads the object; a tampered one does not.
-    let out = recording_url(&id, "10m", &s3.url);
+    let out = recording_url(&tdb.url(), &id, "10m", &s3.url);
     assert!(
         out.status.success(),
         "{}",
@@ -353,7 +370,7 @@ async fn completed_upload_is_verified_and_playable() {
         403,
         "a tampered URL is refused"
     );
-    let too_long = recording_url(&id, "8d", &s3.url);
+    let too_long = recording_url(&tdb.url(), &id, "8d", &s3.url);
     assert!(!too_long.status.success(), "more than 7 days is refused");
 
     // An upload that never arrived is `missing`.
@@ -377,13 +394,14 @@ async fn completed_upload_is_verified_and_playable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn s3_errors_are_not_missing() {
+    let tdb = TestDb::new().await;
     let s3 = S3Server::start("voice-recordings").await;
     let fake = Fake::start(KEY, SECRET, Mode::Ok("EG_x".into())).await;
     let mut env = recording_env(&fake.url, &s3.url);
     env.retain(|(k, _)| *k != "RECORDING_S3_SECRET");
     env.push(("RECORDING_S3_SECRET", "the-wrong-secret"));
-    let d = start(&db_url(), &env).await;
-    let pg = pg().await;
+    let d = start(&tdb.url(), &env).await;
+    let pg = tdb.pg().await;
     let sid = unique("RM_badkey");
     s3.put("voice-recordings", "badkey/a.ogg", b"x");
     assert_eq!(
@@ -400,9 +418,15 @@ async fn s3_errors_are_not_missing() {
             .as_deref(),
         Some("uploaded")
     );
-    // Give the verifier a pass: a signature error must leave the row waiting, never `missing`.
-    d.running.state.verify_wakeup.notify_one();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A whole verifier pass with the daemon's own (wrong-keyed) S3 client: it completes, changes
+    // nothing, and the signature error leaves the row waiting, never `missing`.
+    let changed = syncd::recording::verify_pending(
+        &d.running.state.db,
+        d.running.state.s3.as_ref().expect("S3 is configured"),
+    )
+    .await
+    .expect("a verification pass");
+    assert_eq!(changed, 0, "a failed HeadObject changes no row");
     let status: String = pg
         .query_one(
             "select recording_status from fred.coaching_sessions where room_sid = $1",
@@ -430,6 +454,7 @@ async fn s3_errors_are_not_missing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_egress_error_echoing_the_secret_reaches_neither_row_nor_log() {
+    let tdb = TestDb::new().await;
     let echo = json!({"code": "invalid_argument",
                       "msg": format!("bad request {{\"s3\": {{\"access_key\": \"{AK}\", \"secret\": \"{SK}\"}}, \"api_secret\": \"{SECRET}\"}}")})
     .to_string();
@@ -442,7 +467,7 @@ async fn an_egress_error_echoing_the_secret_reaches_neither_row_nor_log() {
         .local_addr()
         .unwrap()
         .port();
-    let mut cmd = syncd_command(&["serve"], &db_url());
+    let mut cmd = syncd_command(&["serve"], &tdb.url());
     for (k, v) in recording_env(&fake.url, "http://127.0.0.1:9") {
         cmd.env(k, v);
     }
@@ -460,7 +485,7 @@ async fn an_egress_error_echoing_the_secret_reaches_neither_row_nor_log() {
         async move { http().get(format!("{url}/healthz")).send().await.is_ok() }
     })
     .await;
-    let pg = pg().await;
+    let pg = tdb.pg().await;
     let sid = unique("RM_echo");
     assert_eq!(
         post(&url, &room_started(&sid, &format!("call-{sid}"))).await,

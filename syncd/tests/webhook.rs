@@ -22,7 +22,8 @@ async fn sessions(db: &tokio_postgres::Client, sid: &str) -> i64 {
 
 #[tokio::test]
 async fn bad_signatures_get_401_and_store_nothing() {
-    let d = start(&db_url(), &[]).await;
+    let tdb = TestDb::new().await;
+    let d = start(&tdb.url(), &[]).await;
     let tag = unique("sig");
     let body = room_started(&tag).to_string().into_bytes();
     let t = now();
@@ -142,7 +143,7 @@ async fn bad_signatures_get_401_and_store_nothing() {
 
     assert_eq!(d.running.state.spool.depth().await.unwrap(), 0);
     assert_eq!(d.running.state.spool.quarantine_depth().await.unwrap(), 0);
-    let pg = pg().await;
+    let pg = tdb.pg().await;
     let n: i64 = pg
         .query_one(
             "select count(*) from fred.livekit_events where event_id = $1",
@@ -162,15 +163,16 @@ async fn bad_signatures_get_401_and_store_nothing() {
 
 #[tokio::test]
 async fn accepted_shapes_land_in_postgres() {
+    let tdb = TestDb::new().await;
     let d = start(
-        &db_url(),
+        &tdb.url(),
         &[(
             "LIVEKIT_EXTRA_KEYS",
             "APIoldkey:old-secret-still-valid-0123456789",
         )],
     )
     .await;
-    let pg = pg().await;
+    let pg = tdb.pg().await;
     let t = now();
     let tag = unique("acc");
     // Inside the leeway: expired 30 s ago, not valid for another 30 s.
@@ -251,7 +253,8 @@ async fn accepted_shapes_land_in_postgres() {
 
 #[tokio::test]
 async fn status_codes() {
-    let d = start(&db_url(), &[("SYNCD_MAX_BODY", "2048")]).await;
+    let tdb = TestDb::new().await;
+    let d = start(&tdb.url(), &[("SYNCD_MAX_BODY", "2048")]).await;
     let c = http();
     assert_eq!(
         status(c.get(format!("{}/livekit/webhook", d.url))).await,
@@ -331,8 +334,9 @@ async fn database_down_still_acks_and_readyz_says_so() {
 
 #[tokio::test]
 async fn storm_of_ten_copies_applies_once() {
-    let d = start(&db_url(), &[]).await;
-    let pg = pg().await;
+    let tdb = TestDb::new().await;
+    let d = start(&tdb.url(), &[]).await;
+    let pg = tdb.pg().await;
     let tag = unique("storm");
     let events: Vec<Vec<u8>> = call_events()
         .iter()
@@ -397,8 +401,9 @@ fn permutations(items: &[usize]) -> Vec<Vec<usize>> {
 
 #[tokio::test]
 async fn every_order_gives_the_same_row() {
-    let d = start(&db_url(), &[]).await;
-    let pg = pg().await;
+    let tdb = TestDb::new().await;
+    let d = start(&tdb.url(), &[]).await;
+    let pg = tdb.pg().await;
     let call = call_events();
     // room_started, participant_joined, egress_started, egress_ended, room_finished
     let picked = [0usize, 1, 2, 6, 7];
@@ -464,8 +469,9 @@ async fn every_order_gives_the_same_row() {
 
 #[tokio::test]
 async fn poison_is_quarantined_and_never_blocks_neighbours() {
-    let d = start(&db_url(), &[]).await;
-    let pg = pg().await;
+    let tdb = TestDb::new().await;
+    let d = start(&tdb.url(), &[]).await;
+    let pg = tdb.pg().await;
     let tag = unique("poison");
     let nul = format!(
         r#"{{"event":"room_started","id":"EV_{tag}nul","room":{{"sid":"RM_{tag}nul","name":"a\u0000b"}}}}"#

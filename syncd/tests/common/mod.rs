@@ -15,25 +15,146 @@ use syncd::config::Config;
 pub const KEY: &str = "APItestkey";
 pub const SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
 
-/// The daemon's connection: the least-privilege `fred_syncd` role, as in production.
-pub fn db_url() -> String {
-    std::env::var("FRED_TEST_DATABASE_URL").unwrap_or_else(|_| {
-        "postgres://fred_syncd:fred_syncd@127.0.0.1:5432/fred_syncd_test".into()
-    })
+/// The server and credentials the tests use: `FRED_TEST_DATABASE_URL` names the daemon's role
+/// (`fred_syncd`) and `FRED_TEST_ADMIN_URL` a superuser; their database part is ignored, since
+/// every test gets a database of its own (see [`TestDb`]).
+fn env_url(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.into())
 }
 
-/// The tests' own connection, for setting up and checking rows the daemon cannot read.
-pub fn admin_url() -> String {
-    std::env::var("FRED_TEST_ADMIN_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/fred_syncd_test".into())
+fn server_of(url: &str) -> String {
+    // postgres://user:pw@host:port/db?params -> postgres://user:pw@host:port
+    let (head, tail) = url.split_once("://").expect("a postgres:// URL");
+    let (authority, rest) = tail.split_once('/').unwrap_or((tail, ""));
+    let params = rest
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
+    format!("{head}://{authority}/{{db}}{params}")
 }
 
-pub async fn pg() -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
-        .await
-        .expect("connect to the test database");
-    tokio::spawn(conn);
-    client
+/// `url` with its database replaced by `db`.
+pub fn with_db(url: &str, db: &str) -> String {
+    server_of(url).replace("{db}", db)
+}
+
+/// A database of one test's own, cloned from the template that has fred installed
+/// (`FRED_TEST_TEMPLATE`, made by `.ci/syncd-tests.sh`): `create database … template …`, as
+/// `sqlx::test` does. Dropped when the value is dropped, unless the test panicked: then it is
+/// kept for a look and its name printed (the script drops the run's leftovers at its end).
+pub struct TestDb {
+    pub name: String,
+    url: String,
+    admin: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let template =
+            std::env::var("FRED_TEST_TEMPLATE").unwrap_or_else(|_| "fred_syncd_template".into());
+        let run = std::env::var("FRED_TEST_RUN").unwrap_or_else(|_| "local".into());
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("fred_syncd_t_{run}_{}_{n}", std::process::id());
+        let admin = env_url(
+            "FRED_TEST_ADMIN_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        );
+        let url = env_url(
+            "FRED_TEST_DATABASE_URL",
+            "postgres://fred_syncd:fred_syncd@127.0.0.1:5432/postgres",
+        );
+        let owner = std::env::var("FRED_TEST_DB_OWNER")
+            .map(|o| format!(" owner {o}"))
+            .unwrap_or_default();
+        let (c, conn) =
+            tokio_postgres::connect(&with_db(&admin, "postgres"), tokio_postgres::NoTls)
+                .await
+                .expect("connect to the test server's postgres database");
+        tokio::spawn(conn);
+        // Two clones of one template at the same moment can meet "source database is being
+        // accessed by other users" while the other CREATE DATABASE reads it: retry a little.
+        let mut tries = 0;
+        loop {
+            match c
+                .batch_execute(&format!(
+                    "create database {name} template {template}{owner}"
+                ))
+                .await
+            {
+                Ok(()) => break,
+                Err(e) if tries < 50 && e.code().is_some_and(|c| c.code() == "55006") => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!(
+                    "create database {name} from template {template} (run .ci/syncd-tests.sh, \
+                     which makes the template): {e:?}"
+                ),
+            }
+        }
+        TestDb {
+            url: with_db(&url, &name),
+            admin: with_db(&admin, &name),
+            name,
+        }
+    }
+
+    /// The daemon's connection: the least-privilege `fred_syncd` role, as in production.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// The tests' own connection, for setting up and checking rows the daemon cannot read.
+    pub fn admin_url(&self) -> String {
+        self.admin.clone()
+    }
+
+    pub async fn pg(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.admin, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test database");
+        tokio::spawn(conn);
+        client
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test database kept: {}", self.name);
+            return;
+        }
+        let (admin, name) = (with_db(&self.admin, "postgres"), self.name.clone());
+        // Its own thread and runtime: Drop may run inside a runtime that must not block.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok((c, conn)) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = c
+                        .batch_execute(&format!("drop database if exists {name} with (force)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A URL for commands that must stop before they connect (configuration errors).
+pub fn unused_db_url() -> String {
+    with_db(
+        &env_url(
+            "FRED_TEST_DATABASE_URL",
+            "postgres://fred_syncd:fred_syncd@127.0.0.1:5432/postgres",
+        ),
+        "fred_syncd_unused",
+    )
 }
 
 pub fn now() -> i64 {
@@ -310,4 +431,111 @@ pub async fn plant_fault(pg: &tokio_postgres::Client, event_id: &str, sqlstate: 
     )
     .await
     .expect("plant a fault");
+}
+
+/// The syncd binary serving, on the port it bound itself.
+pub struct Served {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub url: String,
+    /// Its log lines (JSON) so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Served {
+    /// Sends SIGTERM.
+    pub fn term(&self) {
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill -TERM");
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+/// Runs `cmd` (a `syncd serve`) on `127.0.0.1:0` and learns its port from its own log line
+/// ("syncd listening", with the bound address): no port is probed and then bound by another.
+/// It logs JSON at warn, with syncd's info lines; stderr is read until the process ends.
+pub async fn serve(mut cmd: std::process::Command) -> Served {
+    use std::io::BufRead;
+    cmd.env("SYNCD_LISTEN", "127.0.0.1:0")
+        .env("SYNCD_LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn,syncd=info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn syncd");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["fields"]["message"] == "syncd listening"
+                && let Some(addr) = v["fields"]["addr"].as_str()
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(addr.to_owned());
+            }
+            log2.lock().unwrap().push(line);
+        }
+    });
+    let addr = match tokio::time::timeout(std::time::Duration::from_secs(30), rx).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(_)) => panic!(
+            "syncd ended before it logged its address: {}",
+            log.lock().unwrap().join("\n")
+        ),
+        Err(_) => panic!(
+            "syncd did not log \"syncd listening\" within 30 s: {}",
+            log.lock().unwrap().join("\n")
+        ),
+    };
+    let addr: std::net::SocketAddr = addr.parse().expect("a socket address");
+    let url = format!("http://{addr}");
+    let health = format!("{url}/healthz");
+    eventually(20, "syncd answers /healthz", || {
+        let health = health.clone();
+        async move {
+            http()
+                .get(&health)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await;
+    Served {
+        child,
+        port: addr.port(),
+        url,
+        log,
+    }
+}
+
+/// Waits for a child process to end, at most `secs`; panics naming `what` if it does not.
+pub async fn wait_exit(
+    child: &mut std::process::Child,
+    secs: u64,
+    what: &str,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("not within {secs} s: {what}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
