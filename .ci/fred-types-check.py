@@ -149,7 +149,7 @@ check(list(fields) == [c for c in cols if c in fields], "FredSession lists the f
       " ".join(fields))
 
 STRING = ("uuid", "text", "character varying", "timestamp with time zone", "timestamp without time zone",
-          "date", "time", "interval", "inet", "citext", "character")
+          "date", "time", "interval", "inet", "citext", "character", "bytea")
 NUMBER = ("integer", "bigint", "smallint", "numeric", "real", "double precision")
 for name, col in cols.items():
     if name not in fields:

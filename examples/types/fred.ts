@@ -68,6 +68,8 @@ export interface FredSession {
   egress_updated_ns: number | null;
   created_at: string;
   updated_at: string;
+  /** SHA-256 of the transcript (hex, as PostgREST writes bytea); the database keeps it. */
+  transcript_digest: string | null;
 }
 
 /**

@@ -1,6 +1,28 @@
 -- fred 0.1.0 -> 0.2.0. Built by extension/build-upgrade.sh from sql/releases: do not edit.
 \echo Use "ALTER EXTENSION fred UPDATE TO '0.2.0'" to load this file. \quit
 
+-- extension/upgrade/fred--0.1.0--0.2.0.sql
+-- The Rust side of fred 0.1.0 -> 0.2.0: the functions the compiled engine adds or replaces, as
+-- pgrx generates them in fred--0.2.0.sql (the shared files that follow use them).
+
+-- fred.check_transcript: was a SQL wrapper over check_transcript_text(transcript::text); now
+-- Rust reads the jsonb's binary form. check_transcript_text stays, unchanged.
+CREATE OR REPLACE FUNCTION "check_transcript"(
+	"transcript" jsonb /* Option < jsonb :: RawJsonb > */
+) RETURNS INT /* i32 */
+STABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'check_transcript_wrapper';
+
+CREATE  FUNCTION "transcript_digest"(
+	"transcript" jsonb /* jsonb :: RawJsonb */
+) RETURNS bytea /* Vec < u8 > */
+IMMUTABLE STRICT PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'transcript_digest_wrapper';
+
 -- sql/supabase/migrations/20261201000001_fred_lifecycle.sql
 -- fred 0.2.0: the system of record (shared by both installs, like *_fred_core.sql).
 --
@@ -1333,3 +1355,230 @@ $grants$;
 
 -- Backups: mark the new table for pg_dump in the extension (see 20261201000001_fred_lifecycle.sql).
 select fred.mark_tables_for_dump();
+
+-- sql/supabase/migrations/20261201000009_fred_speed.sql
+-- fred 0.2.0: speed (issue 13), shared by both installs (see 20261201000001_fred_lifecycle.sql
+-- for the layout). The same rules, less work per call:
+--   1. the row keeps a digest of its transcript (transcript_digest), so an identical repeat of a
+--      persist is found without reading (detoasting) the stored transcript. The table sets it on
+--      every write of the transcript, for every writer; a writer cannot set it to anything else;
+--   2. the table's transcript rule is its own trigger, fired only by writes of the transcript
+--      columns, and it no longer compares the old transcript with the new one;
+--   3. the helpers on every write path (fred.lock_room, fred.caller_is_user) are PL/pgSQL, whose
+--      plans are kept per backend: as SQL functions with a SET clause they were parsed and planned
+--      again in every transaction;
+--   4. fred_persist_transcript finds the room's newest session and whether another user owns the
+--      room name in one indexed statement, and compares digests, not transcripts.
+-- The transcript check itself is the engine's: in the extension, Rust walks the jsonb's binary
+-- form (no text, no tree) and hashes the binary; the SQL install's is PL/pgSQL
+-- (20261124000001_fred_engine.sql, 20261201000008_fred_engine.sql).
+
+-- ---------------------------------------------------------------------------------------------
+-- 1. The digest column, filled for the rows that exist. The UPDATE runs before the trigger below
+-- exists and touches no column the other triggers watch, so it checks and emits nothing.
+alter table fred.coaching_sessions add column if not exists transcript_digest bytea;
+update fred.coaching_sessions s
+   set transcript_digest = fred.transcript_digest(s.transcript_json)
+ where s.transcript_json is not null
+   and s.transcript_digest is distinct from fred.transcript_digest(s.transcript_json);
+
+-- ---------------------------------------------------------------------------------------------
+-- 2. The outcome caps stay in fred.coaching_sessions_guard, without the transcript.
+create or replace function fred.coaching_sessions_guard() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if tg_op = 'INSERT' then
+    perform fred.check_room_name(new.room_name);
+    perform fred.check_outcome(new.call_type, new.summary, new.decisions, new.next_actions, new.metadata);
+  else
+    if new.room_name is distinct from old.room_name then
+      perform fred.check_room_name(new.room_name);
+    end if;
+    perform fred.check_outcome(
+      case when new.call_type is distinct from old.call_type then new.call_type end,
+      case when new.summary is distinct from old.summary then new.summary end,
+      case when new.decisions is distinct from old.decisions then new.decisions end,
+      case when new.next_actions is distinct from old.next_actions then new.next_actions end,
+      case when new.metadata is distinct from old.metadata then new.metadata end);
+  end if;
+  return new;
+end
+$$;
+
+create or replace trigger coaching_sessions_guard
+  before insert or update of room_name, call_type, summary, decisions, next_actions, metadata
+  on fred.coaching_sessions
+  for each row execute function fred.coaching_sessions_guard();
+
+-- The transcript rule, for every writer that writes a transcript column: the engine's check
+-- (caps and shape), and transcript_entries and transcript_digest always agree with the
+-- transcript. A row without a transcript that claims nothing skips the call (the engines' event
+-- inserts).
+create or replace function fred.coaching_sessions_transcript() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if new.transcript_json is null then
+    new.transcript_entries := 0;
+    new.transcript_digest := null;
+  else
+    new.transcript_entries := fred.check_transcript(new.transcript_json);
+    new.transcript_digest := fred.transcript_digest(new.transcript_json);
+  end if;
+  return new;
+end
+$$;
+
+create or replace trigger coaching_sessions_transcript
+  before insert or update of transcript_json, transcript_entries, transcript_digest
+  on fred.coaching_sessions
+  for each row
+  when (new.transcript_json is not null or new.transcript_entries is distinct from 0
+        or new.transcript_digest is not null)
+  execute function fred.coaching_sessions_transcript();
+
+-- ---------------------------------------------------------------------------------------------
+-- 3. The same helpers, in PL/pgSQL (plans kept per backend).
+create or replace function fred.lock_room(room_name text) returns void
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('fred.room:' || lock_room.room_name, 0));
+end
+$$;
+
+create or replace function fred.caller_is_user() returns boolean
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  return not coalesce((
+    select r.rolsuper or r.rolbypassrls or r.rolname = 'fred_syncd'
+           or r.oid = (select c.relowner from pg_catalog.pg_class c where c.oid = 'fred.coaching_sessions'::regclass)
+      from pg_catalog.pg_roles r
+     where r.rolname = coalesce(nullif(pg_catalog.current_setting('role', true), 'none'), session_user::text)), false);
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- 4. fred_persist_transcript: the rules of 0.2.0's adoption file, in fewer statements.
+create or replace function fred.persist_transcript(
+  room_name text,
+  transcript jsonb,
+  summary text default null,
+  decisions jsonb default null,
+  next_actions jsonb default null,
+  call_type text default null,
+  user_id uuid default null
+) returns uuid
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_user    boolean := fred.caller_is_user();
+  v_owner   uuid := persist_transcript.user_id;
+  v_entries integer;
+  v_digest  bytea;
+  v_id      uuid;
+  v_cur     uuid;
+  v_other   boolean;
+begin
+  perform fred.check_room_name(persist_transcript.room_name);
+  -- Caps and shape: the engine (Rust in the extension) raises 22001 or 22023. The table's
+  -- trigger checks again, for every writer.
+  v_entries := fred.check_transcript(persist_transcript.transcript);
+  if persist_transcript.call_type is not null or persist_transcript.summary is not null
+     or persist_transcript.decisions is not null or persist_transcript.next_actions is not null then
+    perform fred.check_outcome(persist_transcript.call_type, persist_transcript.summary,
+                               persist_transcript.decisions, persist_transcript.next_actions);
+  end if;
+  if v_user then
+    perform fred.check_user_may_write();
+    if v_owner is not null and v_owner <> fred.require_uid() then
+      raise exception 'fred: user_id must be the caller''s own' using errcode = '42501';
+    end if;
+    v_owner := fred.require_uid();
+  end if;
+  v_digest := fred.transcript_digest(persist_transcript.transcript);
+
+  perform fred.lock_room(persist_transcript.room_name);
+  -- One indexed step (coaching_sessions_room_name_idx): the newest session of the room name,
+  -- locked, and whether a user other than the owner owns any session of that name (the rule of
+  -- fred.check_room_owner: a room name owned by one user is never written for another).
+  select n.id, n.user_id,
+         v_owner is not null and exists (select 1 from fred.coaching_sessions o
+                                          where o.room_name = persist_transcript.room_name
+                                            and o.user_id is not null and o.user_id <> v_owner)
+    into v_id, v_cur, v_other
+    from (select s.id, s.user_id
+            from fred.coaching_sessions s
+           where s.room_name = persist_transcript.room_name
+           order by s.created_at desc
+           limit 1
+             for update) n;
+  if v_other then
+    raise exception 'fred: room % belongs to another user', persist_transcript.room_name using errcode = '42501';
+  end if;
+
+  if v_id is null then
+    insert into fred.coaching_sessions as s
+      (room_name, user_id, transcript_json, transcript_entries, summary, decisions, next_actions, call_type)
+    values (persist_transcript.room_name, v_owner, persist_transcript.transcript, v_entries,
+            persist_transcript.summary, persist_transcript.decisions,
+            persist_transcript.next_actions, persist_transcript.call_type)
+    returning s.id into v_id;
+    return v_id;
+  end if;
+
+  -- A user may not claim a session without an owner; a trusted caller that names the owner may.
+  if v_user and v_cur is distinct from v_owner then
+    raise exception 'fred: the session for room % belongs to another user', persist_transcript.room_name
+      using errcode = '42501';
+  end if;
+  -- A repeat of the same call changes nothing, not even updated_at. The transcripts are compared
+  -- by digest: the stored one is not read.
+  update fred.coaching_sessions s
+     set transcript_json    = persist_transcript.transcript,
+         transcript_entries = v_entries,
+         transcript_digest  = v_digest,
+         summary            = coalesce(persist_transcript.summary, s.summary),
+         decisions          = coalesce(persist_transcript.decisions, s.decisions),
+         next_actions       = coalesce(persist_transcript.next_actions, s.next_actions),
+         call_type          = coalesce(persist_transcript.call_type, s.call_type),
+         user_id            = coalesce(s.user_id, v_owner),
+         updated_at         = now()
+   where s.id = v_id
+     and (s.transcript_digest, s.summary, s.decisions, s.next_actions, s.call_type, s.user_id) is distinct from
+         (v_digest,
+          coalesce(persist_transcript.summary, s.summary),
+          coalesce(persist_transcript.decisions, s.decisions),
+          coalesce(persist_transcript.next_actions, s.next_actions),
+          coalesce(persist_transcript.call_type, s.call_type),
+          coalesce(s.user_id, v_owner));
+  return v_id;
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Privileges for what this file adds or replaced: search_path, and no EXECUTE for PUBLIC or anon.
+-- fred.persist_transcript keeps its grants (CREATE OR REPLACE keeps them).
+do $grants$
+declare
+  v_fn text;
+begin
+  foreach v_fn in array array['fred.transcript_digest(jsonb)', 'fred.check_transcript(jsonb)',
+                              'fred.coaching_sessions_guard()', 'fred.coaching_sessions_transcript()',
+                              'fred.lock_room(text)', 'fred.caller_is_user()',
+                              'fred.persist_transcript(text, jsonb, text, jsonb, jsonb, text, uuid)'] loop
+    execute pg_catalog.format('alter function %s set search_path = pg_catalog, pg_temp', v_fn);
+    execute pg_catalog.format('revoke all on function %s from public', v_fn);
+    if exists (select 1 from pg_catalog.pg_roles where rolname = 'anon') then
+      execute pg_catalog.format('revoke all on function %s from anon', v_fn);
+    end if;
+  end loop;
+end
+$grants$;

@@ -10,6 +10,7 @@ mod apply;
 mod error;
 mod event;
 mod guc;
+mod jsonb;
 mod transcript;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -47,23 +48,61 @@ fn apply_livekit_event(event: Option<pgrx::JsonB>) -> &'static str {
     }
 }
 
-extension_sql!(
-    r#"
-create function fred.check_transcript(transcript jsonb) returns integer
-language sql stable
-set search_path = ''
-as $$ select fred.check_transcript_text(transcript::text) $$;
-"#,
-    name = "check_transcript",
-    requires = [check_transcript_text]
-);
+/// Checks a transcript (caps and shape) on its binary form; returns its entry count. The byte
+/// cap is `octet_length(transcript::text)`, computed without making the text.
+#[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn check_transcript(transcript: Option<jsonb::RawJsonb>) -> i32 {
+    let Some(t) = transcript else {
+        error::bad("transcript must not be null").raise()
+    };
+    let max_entries = guc::MAX_TRANSCRIPT_ENTRIES.get() as usize;
+    let max_bytes = guc::MAX_TRANSCRIPT_BYTES.get() as usize;
+    match transcript::check_binary(
+        jsonb::Container::new(t.container()),
+        max_entries,
+        max_bytes,
+        &jsonb::numeric_text_len,
+    ) {
+        Ok(n) => n as i32,
+        Err(e) => e.raise(),
+    }
+}
+
+/// The transcript's digest kept on the row (`transcript_digest`): SHA-256 of the jsonb's binary
+/// form, so an identical repeat is found without reading the stored transcript.
+#[pg_extern(immutable, strict, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn transcript_digest(transcript: jsonb::RawJsonb) -> Vec<u8> {
+    // sha256(bytea) reads any varlena's payload: hand it the jsonb as it is, no copy.
+    unsafe {
+        let out = pgrx::fcinfo::direct_function_call_as_datum(
+            pg_sys::sha256_bytea,
+            &[Some(transcript.datum())],
+        )
+        .expect("sha256 returns a value");
+        let o = out.cast_mut_ptr::<pg_sys::varlena>();
+        let d = std::slice::from_raw_parts(
+            pgrx::varlena::vardata_any(o) as *const u8,
+            pgrx::varlena::varsize_any_exhdr(o),
+        )
+        .to_vec();
+        pg_sys::pfree(o.cast());
+        d
+    }
+}
 
 // The shared migrations, in their release order: 0.1.0's core, then each later release's files
 // (the same files make up fred--OLD--NEW.sql; see extension/build-upgrade.sh).
 extension_sql_file!(
     "../../sql/supabase/migrations/20261124000002_fred_core.sql",
     name = "core",
-    requires = ["check_transcript", apply_livekit_event]
+    requires = [
+        check_transcript,
+        check_transcript_text,
+        transcript_digest,
+        apply_livekit_event
+    ]
 );
 extension_sql_file!(
     "../../sql/supabase/migrations/20261201000001_fred_lifecycle.sql",
@@ -83,7 +122,12 @@ extension_sql_file!(
 extension_sql_file!(
     "../../sql/supabase/migrations/20261201000007_fred_adoption.sql",
     name = "v0_2_0_adoption",
-    requires = ["v0_2_0_events"],
+    requires = ["v0_2_0_events"]
+);
+extension_sql_file!(
+    "../../sql/supabase/migrations/20261201000009_fred_speed.sql",
+    name = "v0_2_0_speed",
+    requires = ["v0_2_0_adoption"],
     finalize
 );
 
@@ -147,6 +191,62 @@ mod tests {
             sqlstate_of("select fred.check_transcript(null)"),
             "ERRCODE_INVALID_PARAMETER_VALUE"
         );
+    }
+
+    /// The binary check answers exactly as the text check: the same count, or the same error.
+    #[pg_test]
+    fn binary_check_equals_text_check() {
+        fn outcome(sql: String) -> String {
+            PgTryBuilder::new(move || format!("{:?}", Spi::get_one::<i32>(&sql).expect("spi")))
+                .catch_others(|e| match e {
+                    pg_sys::panic::CaughtError::PostgresError(r)
+                    | pg_sys::panic::CaughtError::ErrorReport(r) => r.message().to_string(),
+                    pg_sys::panic::CaughtError::RustPanic { .. } => "panic".to_string(),
+                })
+                .execute()
+        }
+        Spi::run("set fred.max_transcript_bytes = 1024").unwrap();
+        let long = format!(
+            r#"{{"text": "{}", "speaker": "s"}}"#,
+            "ab\\u0001\\t".repeat(60)
+        );
+        let cases = [
+            "[]".to_string(),
+            entries(40),
+            entries(501),
+            r#"[{"text": "a\"b\\c\n\u0002", "role": "r", "n": 1.50, "e": 1e-7, "x": [true, false, null, {}]}]"#.to_string(),
+            r#"[{"text": "a", "speaker": "s"}, {"text": 1, "speaker": "s"}]"#.to_string(),
+            r#"{"text": "a"}"#.to_string(),
+            "3".to_string(),
+            format!("[{long}]"),
+            format!("[{long}, {long}]"),
+        ];
+        for t in cases {
+            let q = t.replace('\'', "''");
+            let bin = outcome(format!("select fred.check_transcript('{q}'::jsonb)"));
+            let txt = outcome(format!(
+                "select fred.check_transcript_text('{q}'::jsonb::text)"
+            ));
+            assert_eq!(bin, txt, "{t}");
+        }
+    }
+
+    #[pg_test]
+    fn digest_follows_the_value() {
+        let d = |t: &str| {
+            Spi::get_one::<Vec<u8>>(&format!("select fred.transcript_digest('{t}'::jsonb)"))
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(
+            d(r#"[{"a": 1, "b": [1, 2]}]"#),
+            d(r#"[{"b": [1,2], "a": 1}]"#)
+        );
+        assert_ne!(
+            d(r#"[{"a": 1, "b": [1, 2]}]"#),
+            d(r#"[{"a": 1, "b": [1, 3]}]"#)
+        );
+        assert_eq!(d("[]").len(), 32);
     }
 
     #[pg_test]

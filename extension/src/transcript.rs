@@ -1,6 +1,7 @@
 //! Transcript caps and shape.
 
 use crate::error::{FredError, Result, bad};
+use crate::jsonb::{Container, Node, text_len};
 use serde_json::Value;
 
 /// Checks a transcript given as its jsonb text form (`transcript::text`), so the byte cap
@@ -29,6 +30,54 @@ pub fn check(text: &str, max_entries: usize, max_bytes: usize) -> Result<usize> 
         )));
     }
     Ok(entries.len())
+}
+
+/// The same check on a jsonb's binary form (no text, no tree): the byte cap is still exactly
+/// `octet_length(transcript::text)`, computed from the binary. Same errors, same order.
+pub fn check_binary(
+    top: Container<'_>,
+    max_entries: usize,
+    max_bytes: usize,
+    numeric_len: &dyn Fn(&[u8]) -> usize,
+) -> Result<usize> {
+    if !top.is_array() || top.is_scalar() {
+        return Err(bad("transcript must be a JSON array"));
+    }
+    let n = top.count();
+    if n > max_entries {
+        return Err(FredError::OverCap(format!(
+            "transcript has {n} entries; the cap is {max_entries} (fred.max_transcript_entries)"
+        )));
+    }
+    // One walk: the text length (the byte cap) and the first bad entry (reported after the cap).
+    let mut bytes = 2 + if n > 0 { 2 * (n - 1) } else { 0 };
+    let mut first_bad = None;
+    for (i, e) in top.children().enumerate() {
+        bytes += text_len(e, numeric_len);
+        if first_bad.is_none() && !binary_entry_ok(e) {
+            first_bad = Some(i);
+        }
+    }
+    if bytes > max_bytes {
+        return Err(FredError::OverCap(format!(
+            "transcript is {bytes} bytes; the cap is {max_bytes} (fred.max_transcript_bytes)"
+        )));
+    }
+    if let Some(i) = first_bad {
+        return Err(bad(format!(
+            "transcript entry {i} must be an object with a string \"text\" and a string \"speaker\" or \"role\""
+        )));
+    }
+    Ok(n)
+}
+
+fn binary_entry_ok(e: Node<'_>) -> bool {
+    let Node::Container(o) = e else { return false };
+    if !o.is_object() {
+        return false;
+    }
+    let is_str = |k: &str| matches!(o.get(k), Some(Node::String(_)));
+    is_str("text") && (is_str("speaker") || is_str("role"))
 }
 
 fn entry_ok(e: &Value) -> bool {

@@ -114,7 +114,7 @@ select is(fred_test.rpc1('authenticated', '00000000-0000-0000-0000-00000000000a'
           (select id from ids where k = 'a'), 'A: fred_persist_transcript writes to A''s session');
 select is((fred_test.rpc('authenticated', '00000000-0000-0000-0000-00000000000a', 'fred_get_session',
             jsonb_build_object('session_id', (select id from ids where k = 'a'))) -> 0)
-            - array['created_at', 'updated_at', 'id'],
+            - array['created_at', 'updated_at', 'id', 'transcript_digest'],
           jsonb_build_object('room_name', 'rpc-a', 'user_id', '00000000-0000-0000-0000-00000000000a', 'status', 'active',
             'transcript_json', '[{"text": "hello", "speaker": "user"}, {"text": "hi", "role": "coach", "ts": 2}]'::jsonb,
             'transcript_entries', 2, 'summary', 'a short call', 'decisions', '["d1"]'::jsonb, 'next_actions', '["n1", "n2"]'::jsonb,

@@ -98,13 +98,13 @@ select is((select transcript_entries from fred.coaching_sessions where id = (sel
           'transcript_entries always counts the stored transcript');
 update fred.coaching_sessions set transcript_json = null where id = (select id from ids where k = 'a');
 select is((select transcript_entries from fred.coaching_sessions where id = (select id from ids where k = 'a')), 0, 'no transcript, no entries');
--- The trigger's transcript check is the engine's: Rust (fred.check_transcript_text) in the extension.
-select alike((select prosrc from pg_proc where oid = 'fred.coaching_sessions_guard()'::regprocedure), '%fred.check_transcript(new.transcript_json)%',
+-- The trigger's transcript check is the engine's: Rust (fred.check_transcript) in the extension.
+select alike((select prosrc from pg_proc where oid = 'fred.coaching_sessions_transcript()'::regprocedure), '%fred.check_transcript(new.transcript_json)%',
             'the trigger checks the transcript with fred.check_transcript');
 select case when fred_test.is_extension()
   then is((select l.lanname || ' ' || p.prosrc from pg_proc p join pg_language l on l.oid = p.prolang
-            where p.oid = 'fred.check_transcript(jsonb)'::regprocedure) ~ '^sql .*fred\.check_transcript_text\(', true,
-          'extension: fred.check_transcript is the Rust check_transcript_text')
+            where p.oid = 'fred.check_transcript(jsonb)'::regprocedure), 'c check_transcript_wrapper',
+          'extension: fred.check_transcript is the Rust engine (on the jsonb binary form)')
   else is((select l.lanname from pg_proc p join pg_language l on l.oid = p.prolang where p.oid = 'fred.check_transcript(jsonb)'::regprocedure),
           'plpgsql', 'SQL install: fred.check_transcript is the PL/pgSQL engine') end;
 select case when fred_test.is_extension()

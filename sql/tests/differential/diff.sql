@@ -655,7 +655,10 @@ language sql stable as $$
     union all
     select k.h, 2, k.key,
            'h=' || k.h || ' session ' || k.key || ' ' ||
-           fred_diff.canon(to_jsonb(s) - array['id', 'created_at', 'updated_at', 'recording_verified_at'])::text
+           -- Each install makes its own transcript digest (Rust: of the binary form; SQL: of the
+           -- text); compared is whether the row's digest is its transcript's.
+           fred_diff.canon(to_jsonb(s) - array['id', 'created_at', 'updated_at', 'recording_verified_at', 'transcript_digest']
+                           || jsonb_build_object('digest_ok', s.transcript_digest is not distinct from fred.transcript_digest(s.transcript_json)))::text
       from fred.coaching_sessions s join fred_diff.session_keys k using (id)
     union all
     select coalesce(substring(e.event_id from '_h([0-9]+)_'), '-1')::integer, 3, e.event_id,
