@@ -93,7 +93,10 @@ async fn heal(ctx: &Context, egress: &Egress) -> Result<usize, JobError> {
             match egress.list(Some(eid), None).await {
                 Ok(found) => items.extend(found),
                 Err(e) if e.is_not_found() => {
-                    let reason = format!("LiveKit no longer knows egress {eid}");
+                    let reason = format!(
+                        "LiveKit no longer knows egress {eid} ({})",
+                        e.short_reason()
+                    );
                     let lost: bool = ctx
                         .db
                         .scalar(
