@@ -166,11 +166,12 @@ pub async fn start(
 
     let drainer = Drainer {
         spool: state.spool.clone(),
-        db: state.db.clone(),
+        db: config.drain_db()?,
         metrics: state.metrics.clone(),
         wake: state.drain_wakeup.clone(),
         landed: state.verify_wakeup.clone(),
         poison_tries: config.drain.poison_tries,
+        lanes: config.drain.lanes,
     };
     let app = router(state.clone(), config.limits.request_timeout);
     let mut tasks = vec![

@@ -71,6 +71,9 @@ pub struct Drain {
     pub seen_window: Duration,
     /// SYNCD_SPOOL_MAINTAIN_EVERY: how often the spool is pruned and its space given back.
     pub maintain_every: Duration,
+    /// SYNCD_DRAIN_LANES: the queue is partitioned by room into this many lanes, drained in
+    /// parallel, each on its own database connection.
+    pub lanes: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -220,6 +223,16 @@ impl Config {
     /// The database pool, with the client-side timeout.
     pub fn db(&self) -> Result<crate::db::Db, crate::db::DbError> {
         crate::db::Db::with_timeout(self.database_url.expose_secret(), self.drain.db_timeout)
+    }
+
+    /// The drainer's own pool: one connection per lane, so no lane waits on another or on
+    /// the jobs and /readyz.
+    pub fn drain_db(&self) -> Result<crate::db::Db, crate::db::DbError> {
+        crate::db::Db::with_pool_size(
+            self.database_url.expose_secret(),
+            self.drain.db_timeout,
+            self.drain.lanes,
+        )
     }
 
     /// Every configured secret, to cut out of remote error text before it is logged or stored:
@@ -406,6 +419,11 @@ impl Config {
             poison_tries: v.count("SYNCD_POISON_TRIES", 4, 1..=100)? as u32,
             seen_window: v.duration("SYNCD_SEEN_WINDOW", "24h")?,
             maintain_every: v.duration("SYNCD_SPOOL_MAINTAIN_EVERY", "10m")?,
+            lanes: v.count(
+                "SYNCD_DRAIN_LANES",
+                crate::drain::DEFAULT_LANES,
+                1..=crate::drain::MAX_LANES,
+            )?,
         };
         Ok(Config {
             database_url: SecretString::from(database_url),

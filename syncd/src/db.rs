@@ -127,6 +127,11 @@ impl Db {
     }
 
     pub fn with_timeout(url: &str, timeout: Duration) -> Result<Db, DbError> {
+        Db::with_pool_size(url, timeout, 4)
+    }
+
+    /// A pool of at most `size` connections.
+    pub fn with_pool_size(url: &str, timeout: Duration, size: usize) -> Result<Db, DbError> {
         let mut cfg =
             tokio_postgres::Config::from_str(url).map_err(|e| DbError::Config(e.to_string()))?;
         if cfg.get_connect_timeout().is_none() {
@@ -142,7 +147,7 @@ impl Db {
             Manager::from_config(cfg, tokio_postgres::NoTls, mgr_cfg)
         };
         let pool = Pool::builder(mgr)
-            .max_size(4)
+            .max_size(size.max(1))
             .wait_timeout(Some(timeout))
             .create_timeout(Some(timeout))
             .runtime(deadpool_postgres::Runtime::Tokio1)
