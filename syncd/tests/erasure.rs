@@ -9,20 +9,20 @@ use common::*;
 use serde_json::Value;
 use syncd::jobs::{Context, Job, run_body};
 
-/// The jobs' context with s3s-fs as the bucket and a 30-day recording retention.
-fn retention_ctx(db: &str, s3: &str) -> Context {
+/// The jobs' context with s3s-fs as the bucket and, when `days` is given, a recording
+/// retention age (`RECORDING_RETENTION_DAYS`); without it recordings are kept for ever.
+fn retention_ctx(db: &str, s3: &str, days: Option<&str>) -> Context {
     let spool = tempfile::tempdir().unwrap();
-    let cfg = config(
-        spool.path(),
-        db,
-        &[
-            ("RECORDING_S3_ACCESS_KEY", AK),
-            ("RECORDING_S3_SECRET", SK),
-            ("RECORDING_S3_ENDPOINT", s3),
-            ("RECORDING_RETENTION_DAYS", "30"),
-            ("SYNCD_RECORD", "none"),
-        ],
-    );
+    let mut vars = vec![
+        ("RECORDING_S3_ACCESS_KEY", AK),
+        ("RECORDING_S3_SECRET", SK),
+        ("RECORDING_S3_ENDPOINT", s3),
+        ("SYNCD_RECORD", "none"),
+    ];
+    if let Some(days) = days {
+        vars.push(("RECORDING_RETENTION_DAYS", days));
+    }
+    let cfg = config(spool.path(), db, &vars);
     Context::new(
         &cfg,
         syncd::db::Db::new(db).unwrap(),
@@ -102,7 +102,7 @@ async fn an_erased_call_loses_its_recording_and_never_comes_back() {
     );
 
     // 3. The retention job: the call is a week old, under the 30 days, and is deleted anyway.
-    let ctx = retention_ctx(&tdb.url(), &s3.url);
+    let ctx = retention_ctx(&tdb.url(), &s3.url, Some("30"));
     assert!(run_body(&ctx, Job::Retention).await.unwrap() >= 1);
     assert!(!object.exists(), "the recording object is gone from S3");
     assert_eq!(
@@ -163,6 +163,88 @@ async fn an_erased_call_loses_its_recording_and_never_comes_back() {
         run_body(&ctx, Job::Retention).await.unwrap(),
         0,
         "a second run has nothing to do"
+    );
+    d.running.shutdown().await;
+}
+
+/// A call's webhooks in, its recording uploaded to s3s-fs; returns (session id, object path).
+async fn recorded_call(
+    pg: &tokio_postgres::Client,
+    s3: &S3Server,
+    url: &str,
+    tag: &str,
+) -> (String, std::path::PathBuf) {
+    let events: Vec<Value> = call_events().iter().map(|e| retag(e, tag)).collect();
+    let ids: Vec<String> = events
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    for ev in &events {
+        assert_eq!(post(url, ev.to_string().as_bytes()).await, 200);
+    }
+    assert_eq!(wait_ledger(pg, &ids, 30).await, ids.len() as i64);
+    let row = pg
+        .query_one(
+            "select id::text, recording_bucket, recording_key from fred.coaching_sessions where room_sid = $1",
+            &[&format!("RM_{tag}")],
+        )
+        .await
+        .unwrap();
+    let (id, bucket, key): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    s3.put(&bucket, &key, b"the call's audio");
+    let object = s3.root.path().join(&bucket).join(&key);
+    assert!(object.exists());
+    (id, object)
+}
+
+/// With S3 configured and `RECORDING_RETENTION_DAYS` unset (recordings kept for ever), the
+/// retention job still finishes erasures: the erased call's object goes, the other stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_is_finished_without_a_retention_age() {
+    let tdb = TestDb::new().await;
+    let pg = tdb.pg().await;
+    let s3 = S3Server::start("voice-recordings").await;
+    let d = start(&tdb.url(), &[("SYNCD_RECORD", "none")]).await;
+    let (erased_id, erased_object) = recorded_call(&pg, &s3, &d.url, &unique("erase")).await;
+    let (kept_id, kept_object) = recorded_call(&pg, &s3, &d.url, &unique("keep")).await;
+
+    let erased: bool = pg
+        .query_one(
+            "select public.fred_delete_session($1::text::uuid)",
+            &[&erased_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(erased);
+
+    let ctx = retention_ctx(&tdb.url(), &s3.url, None);
+    assert!(ctx.jobs.recording_retention_days.is_none());
+    assert!(run_body(&ctx, Job::Retention).await.unwrap() >= 1);
+    assert!(!erased_object.exists(), "the erased call's object is gone");
+    assert_eq!(
+        count(
+            &pg,
+            "select count(*) from fred.erasures where session_id = $1::text::uuid",
+            &erased_id
+        )
+        .await,
+        0,
+        "the erasure is finished"
+    );
+    assert!(
+        kept_object.exists(),
+        "without a retention age, other recordings are kept"
+    );
+    assert_eq!(
+        count(
+            &pg,
+            "select count(*) from fred.coaching_sessions where id = $1::text::uuid and recording_status is distinct from 'deleted'",
+            &kept_id
+        )
+        .await,
+        1,
+        "the kept call's row still points at its recording"
     );
     d.running.shutdown().await;
 }
