@@ -1364,7 +1364,7 @@ select fred.mark_tables_for_dump();
 --      every write of the transcript, for every writer; a writer cannot set it to anything else;
 --   2. the table's transcript rule is its own trigger, fired only by writes of the transcript
 --      columns, and it no longer compares the old transcript with the new one;
---   3. the helpers on every write path (fred.lock_room, fred.caller_is_user) are PL/pgSQL, whose
+--   3. the helpers on every write path (fred.lock_room, fred.caller_is_user, fred.session_event) are PL/pgSQL, whose
 --      plans are kept per backend: as SQL functions with a SET clause they were parsed and planned
 --      again in every transaction;
 --   4. fred_persist_transcript finds the room's newest session and whether another user owns the
@@ -1464,8 +1464,30 @@ begin
 end
 $$;
 
+-- The change events' payload, built on every emitted event (several per call).
+create or replace function fred.session_event(
+  session_id uuid,
+  room_name text,
+  status text,
+  recording_status text,
+  has_summary boolean,
+  changed text[]
+) returns jsonb
+language plpgsql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  return pg_catalog.jsonb_build_object(
+    'session_id', $1, 'room_name', $2, 'status', $3, 'recording_status', $4,
+    'has_summary', coalesce($5, false), 'changed', pg_catalog.to_jsonb($6));
+end
+$$;
+
 -- ---------------------------------------------------------------------------------------------
--- 4. fred_persist_transcript: the rules of 0.2.0's adoption file, in fewer statements.
+-- 4. fred_persist_transcript: the rules of 0.2.0's adoption file, in fewer statements. The
+-- transcript is checked once: by the table's trigger when the call writes, here when it is an
+-- identical repeat. (So a call that breaks two rules may now report the permission error, 42501,
+-- before the transcript's 22001/22023.)
 create or replace function fred.persist_transcript(
   room_name text,
   transcript jsonb,
@@ -1488,9 +1510,6 @@ declare
   v_other   boolean;
 begin
   perform fred.check_room_name(persist_transcript.room_name);
-  -- Caps and shape: the engine (Rust in the extension) raises 22001 or 22023. The table's
-  -- trigger checks again, for every writer.
-  v_entries := fred.check_transcript(persist_transcript.transcript);
   if persist_transcript.call_type is not null or persist_transcript.summary is not null
      or persist_transcript.decisions is not null or persist_transcript.next_actions is not null then
     perform fred.check_outcome(persist_transcript.call_type, persist_transcript.summary,
@@ -1502,6 +1521,9 @@ begin
       raise exception 'fred: user_id must be the caller''s own' using errcode = '42501';
     end if;
     v_owner := fred.require_uid();
+  end if;
+  if persist_transcript.transcript is null then
+    perform fred.check_transcript(null);  -- 22023, as always
   end if;
   v_digest := fred.transcript_digest(persist_transcript.transcript);
 
@@ -1525,9 +1547,11 @@ begin
   end if;
 
   if v_id is null then
+    -- The table's transcript trigger checks the transcript (caps and shape: 22001, 22023) and
+    -- sets transcript_entries and transcript_digest.
     insert into fred.coaching_sessions as s
-      (room_name, user_id, transcript_json, transcript_entries, summary, decisions, next_actions, call_type)
-    values (persist_transcript.room_name, v_owner, persist_transcript.transcript, v_entries,
+      (room_name, user_id, transcript_json, summary, decisions, next_actions, call_type)
+    values (persist_transcript.room_name, v_owner, persist_transcript.transcript,
             persist_transcript.summary, persist_transcript.decisions,
             persist_transcript.next_actions, persist_transcript.call_type)
     returning s.id into v_id;
@@ -1540,11 +1564,10 @@ begin
       using errcode = '42501';
   end if;
   -- A repeat of the same call changes nothing, not even updated_at. The transcripts are compared
-  -- by digest: the stored one is not read.
+  -- by digest: the stored one is not read. A write is checked by the table's transcript trigger,
+  -- which also sets transcript_entries and transcript_digest.
   update fred.coaching_sessions s
      set transcript_json    = persist_transcript.transcript,
-         transcript_entries = v_entries,
-         transcript_digest  = v_digest,
          summary            = coalesce(persist_transcript.summary, s.summary),
          decisions          = coalesce(persist_transcript.decisions, s.decisions),
          next_actions       = coalesce(persist_transcript.next_actions, s.next_actions),
@@ -1559,13 +1582,37 @@ begin
           coalesce(persist_transcript.next_actions, s.next_actions),
           coalesce(persist_transcript.call_type, s.call_type),
           coalesce(s.user_id, v_owner));
+  if not found then
+    -- An identical repeat writes nothing, but still answers as a write would: the transcript
+    -- must meet today's caps (they may have been lowered since it was stored).
+    v_entries := fred.check_transcript(persist_transcript.transcript);
+  end if;
   return v_id;
+end
+$$;
+
+-- The API's wrapper, in PL/pgSQL: its one statement keeps its plan (a SQL function with a SET
+-- clause is parsed and planned on every call).
+create or replace function public.fred_persist_transcript(
+  room_name text,
+  transcript jsonb,
+  summary text default null,
+  decisions jsonb default null,
+  next_actions jsonb default null,
+  call_type text default null,
+  user_id uuid default null
+) returns uuid
+language plpgsql volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  return fred.persist_transcript($1, $2, $3, $4, $5, $6, $7);
 end
 $$;
 
 -- ---------------------------------------------------------------------------------------------
 -- Privileges for what this file adds or replaced: search_path, and no EXECUTE for PUBLIC or anon.
--- fred.persist_transcript keeps its grants (CREATE OR REPLACE keeps them).
+-- fred.persist_transcript and its wrapper keep their grants (CREATE OR REPLACE keeps them).
 do $grants$
 declare
   v_fn text;
@@ -1573,7 +1620,9 @@ begin
   foreach v_fn in array array['fred.transcript_digest(jsonb)', 'fred.check_transcript(jsonb)',
                               'fred.coaching_sessions_guard()', 'fred.coaching_sessions_transcript()',
                               'fred.lock_room(text)', 'fred.caller_is_user()',
-                              'fred.persist_transcript(text, jsonb, text, jsonb, jsonb, text, uuid)'] loop
+                              'fred.session_event(uuid, text, text, text, boolean, text[])',
+                              'fred.persist_transcript(text, jsonb, text, jsonb, jsonb, text, uuid)',
+                              'public.fred_persist_transcript(text, jsonb, text, jsonb, jsonb, text, uuid)'] loop
     execute pg_catalog.format('alter function %s set search_path = pg_catalog, pg_temp', v_fn);
     execute pg_catalog.format('revoke all on function %s from public', v_fn);
     if exists (select 1 from pg_catalog.pg_roles where rolname = 'anon') then

@@ -57,7 +57,13 @@ const LEDGER: &str = "insert into fred.livekit_events (event_id, event_type, roo
      values ($1, $2, $3, $4, timestamptz 'epoch' + $5 * interval '1 microsecond', $6)
      on conflict (event_id) do nothing returning event_id";
 
-const ROOM_UPDATE: &str = "update fred.coaching_sessions s set
+/// The room merge, one SET clause for both ways of finding the row; `$1` is the session id
+/// (`ROOM_UPDATE`) or the room sid (`ROOM_UPDATE_BY_SID`, which finds and locks the row in the
+/// same statement). Returns the id first, then the egress state the event is merged against.
+macro_rules! room_update {
+    ($where:literal) => {
+        concat!(
+            "update fred.coaching_sessions s set
        started_at    = least(s.started_at, timestamptz 'epoch' + $2 * interval '1 microsecond',
                              timestamptz 'epoch' + $3 * interval '1 microsecond'),
        last_event_at = greatest(s.last_event_at, coalesce(timestamptz 'epoch' + $3 * interval '1 microsecond', now())),
@@ -68,8 +74,16 @@ const ROOM_UPDATE: &str = "update fred.coaching_sessions s set
                             else greatest(s.ended_at, coalesce(timestamptz 'epoch' + $3 * interval '1 microsecond', now())) end,
        end_reason    = case when $5 then null else s.end_reason end,
        updated_at    = now()
-     where s.id = $1::uuid
-     returning s.room_name, s.egress_id, s.egress_status, s.egress_updated_ns, s.recording_status";
+     ",
+            $where,
+            "
+     returning s.id::text, s.room_name, s.egress_id, s.egress_status, s.egress_updated_ns, s.recording_status"
+        )
+    };
+}
+
+const ROOM_UPDATE: &str = room_update!("where s.id = $1::uuid");
+const ROOM_UPDATE_BY_SID: &str = room_update!("where s.room_sid = $1");
 
 const EGRESS_UPDATE: &str = "update fred.coaching_sessions s set
        egress_id             = coalesce(s.egress_id, $2),
@@ -128,34 +142,33 @@ fn apply_parsed(client: &mut SpiClient<'_>, ev: &Event) -> &'static str {
         return "ignored";
     }
 
-    let id = session_for(
-        client,
-        ev.room_sid(),
-        ev.room_name(),
-        ev.room.user_id.as_deref(),
-    );
     let finished = ev.kind == Kind::RoomFinished;
-    let row = run(
-        client,
-        ROOM_UPDATE,
-        &[
-            id.as_str().into(),
-            ev.room.created_us.into(),
-            ev.created_us.into(),
-            ev.room.user_id.as_deref().into(),
-            finished.into(),
-        ],
-    )
-    .first();
+    // Usually the room's session exists: find, lock and merge it in one statement by room sid.
+    let by_sid = ev
+        .room_sid()
+        .and_then(|sid| merge(client, ROOM_UPDATE_BY_SID, sid, ev, finished));
+    let row = match by_sid {
+        Some(row) => row,
+        None => {
+            let id = session_for(
+                client,
+                ev.room_sid(),
+                ev.room_name(),
+                ev.room.user_id.as_deref(),
+            );
+            merge(client, ROOM_UPDATE, &id, ev, finished).expect("fred: the session row exists")
+        }
+    };
     let Some(eg) = &ev.egress else {
         return "applied";
     };
+    let id: String = row.get(1).expect("id").expect("id is not null");
 
-    let room_name: Option<String> = row.get(1).expect("room_name");
-    let cur_egress: Option<String> = row.get(2).expect("egress_id");
-    let cur_status: Option<String> = row.get(3).expect("egress_status");
-    let cur_updated: Option<i64> = row.get(4).expect("egress_updated_ns");
-    let cur_recording: Option<String> = row.get(5).expect("recording_status");
+    let room_name: Option<String> = row.get(2).expect("room_name");
+    let cur_egress: Option<String> = row.get(3).expect("egress_id");
+    let cur_status: Option<String> = row.get(4).expect("egress_status");
+    let cur_updated: Option<i64> = row.get(5).expect("egress_updated_ns");
+    let cur_recording: Option<String> = row.get(6).expect("recording_status");
 
     // A session follows one egress: the first it learns of (syncd records the one it starts).
     if let (Some(a), Some(b)) = (&cur_egress, &eg.egress_id)
@@ -214,6 +227,33 @@ fn apply_parsed(client: &mut SpiClient<'_>, ev: &Event) -> &'static str {
         ],
     );
     "applied"
+}
+
+/// The room merge of `ev` on the session found by `key` (see `room_update!`); None when no
+/// session matches.
+fn merge<'c>(
+    client: &mut SpiClient<'c>,
+    sql: &'static str,
+    key: &str,
+    ev: &Event,
+    finished: bool,
+) -> Option<SpiTupleTable<'c>> {
+    let table = run(
+        client,
+        sql,
+        &[
+            key.into(),
+            ev.room.created_us.into(),
+            ev.created_us.into(),
+            ev.room.user_id.as_deref().into(),
+            finished.into(),
+        ],
+    );
+    if table.is_empty() {
+        None
+    } else {
+        Some(table.first())
+    }
 }
 
 fn leak(s: &str) -> &'static str {

@@ -227,22 +227,30 @@ impl<'a> Container<'a> {
             node
         })
     }
+}
 
-    /// The value of `key` in an object.
-    pub fn get(&self, key: &str) -> Option<Node<'a>> {
-        let n = self.count();
-        let mut off = 0usize;
-        for i in 0..n {
-            let (k, next) = self.child_at(i, off);
-            if let Node::String(k) = k
-                && k == key.as_bytes()
-            {
-                return Some(self.child_at(n + i, self.offset(n + i)).0);
-            }
-            off = next;
+/// An object's text length, visiting each (key, value) pair on the way: one pass over the keys
+/// and the values side by side.
+pub fn object_text_len<'a>(
+    c: Container<'a>,
+    numeric_len: &dyn Fn(&[u8]) -> usize,
+    mut visit: impl FnMut(&'a [u8], Node<'a>),
+) -> usize {
+    let n = c.count();
+    let mut key_off = 0usize;
+    let mut val_off = c.offset(n);
+    let mut len = 2 + 2 * n + if n > 0 { 2 * (n - 1) } else { 0 };
+    for i in 0..n {
+        let (k, next_key) = c.child_at(i, key_off);
+        let (v, next_val) = c.child_at(n + i, val_off);
+        key_off = next_key;
+        val_off = next_val;
+        len += text_len(k, numeric_len) + text_len(v, numeric_len);
+        if let Node::String(k) = k {
+            visit(k, v);
         }
-        None
     }
+    len
 }
 
 /// Bytes a character adds when escape_json writes it: `\b \f \n \r \t \" \\` take two,

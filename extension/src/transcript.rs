@@ -1,7 +1,7 @@
 //! Transcript caps and shape.
 
 use crate::error::{FredError, Result, bad};
-use crate::jsonb::{Container, Node, text_len};
+use crate::jsonb::{Container, Node, object_text_len, text_len};
 use serde_json::Value;
 
 /// Checks a transcript given as its jsonb text form (`transcript::text`), so the byte cap
@@ -53,8 +53,25 @@ pub fn check_binary(
     let mut bytes = 2 + if n > 0 { 2 * (n - 1) } else { 0 };
     let mut first_bad = None;
     for (i, e) in top.children().enumerate() {
-        bytes += text_len(e, numeric_len);
-        if first_bad.is_none() && !binary_entry_ok(e) {
+        let ok = match e {
+            Node::Container(o) if o.is_object() => {
+                let (mut text, mut who) = (false, false);
+                bytes += object_text_len(o, numeric_len, |k, v| {
+                    let is_str = matches!(v, Node::String(_));
+                    match k {
+                        b"text" => text = is_str,
+                        b"speaker" | b"role" => who |= is_str,
+                        _ => {}
+                    }
+                });
+                text && who
+            }
+            _ => {
+                bytes += text_len(e, numeric_len);
+                false
+            }
+        };
+        if first_bad.is_none() && !ok {
             first_bad = Some(i);
         }
     }
@@ -69,15 +86,6 @@ pub fn check_binary(
         )));
     }
     Ok(n)
-}
-
-fn binary_entry_ok(e: Node<'_>) -> bool {
-    let Node::Container(o) = e else { return false };
-    if !o.is_object() {
-        return false;
-    }
-    let is_str = |k: &str| matches!(o.get(k), Some(Node::String(_)));
-    is_str("text") && (is_str("speaker") || is_str("role"))
 }
 
 fn entry_ok(e: &Value) -> bool {

@@ -1,7 +1,7 @@
 -- Speed without weaker rules (issue 13): the transcript digest on the row, the transcript check on
 -- the jsonb's binary form (extension), and fred_persist_transcript's repeat test by digest.
 begin;
-select plan(20);
+select plan(23);
 
 \set alice '''aaaaaaaa-0000-4000-8000-00000000000a'''
 
@@ -53,6 +53,19 @@ select fred_test.rpc('service_role', null, 'fred_persist_transcript',
                             'summary', 'new'));
 select is((select (summary, transcript_digest = (select d from sp_before)) from fred.coaching_sessions where id = :'s1'),
           row('new'::text, true), 'a changed summary with the same transcript is written; the digest stays');
+
+-- An identical repeat writes nothing but still meets today's caps; a NULL transcript is 22023.
+select fred_test.rpc('service_role', null, 'fred_persist_transcript',
+         '{"room_name": "speed-caps", "transcript": [{"text": "a", "role": "u"}, {"text": "b", "role": "u"}, {"text": "c", "role": "u"}]}');
+select is(fred_test.sqlstate($q$ select fred_test.rpc('service_role', null, 'fred_persist_transcript',
+            '{"room_name": "speed-caps", "transcript": [{"text": "a", "role": "u"}, {"text": "b", "role": "u"}, {"text": "c", "role": "u"}]}') $q$),
+          'ok', 'an identical repeat succeeds');
+set local fred.max_transcript_entries = 2;
+select is(fred_test.sqlstate($q$ select fred_test.rpc('service_role', null, 'fred_persist_transcript',
+            '{"room_name": "speed-caps", "transcript": [{"text": "a", "role": "u"}, {"text": "b", "role": "u"}, {"text": "c", "role": "u"}]}') $q$),
+          '22001', 'an identical repeat over a lowered cap is 22001, as a write would be');
+set local fred.max_transcript_entries = 1000;
+select is(fred_test.sqlstate($q$ select fred.persist_transcript('speed-caps', null) $q$), '22023', 'a NULL transcript is 22023');
 
 -- 3. The table keeps the digest true for every writer.
 update fred.coaching_sessions set transcript_digest = '\x00' where id = :'s1';
