@@ -83,7 +83,21 @@ macro_rules! room_update {
 }
 
 const ROOM_UPDATE: &str = room_update!("where s.id = $1::uuid");
-const ROOM_UPDATE_BY_SID: &str = room_update!("where s.room_sid = $1");
+
+/// An applicable event of a room with a sid, in one statement: the ledger insert (`$6` event id,
+/// `$7` type, `$8` room name, `$9` outcome; sid and time as in the merge) and, when the ledger
+/// took the id, the room merge on the session of that sid. Exactly one row: whether the ledger
+/// took the id, then the merged row's columns, or NULLs when no session has that sid yet.
+const LEDGER_AND_MERGE: &str = concat!(
+    "with l as (
+       insert into fred.livekit_events (event_id, event_type, room_sid, room_name, created_at, outcome)
+       values ($6, $7, $1, $8, timestamptz 'epoch' + $3 * interval '1 microsecond', $9)
+       on conflict (event_id) do nothing returning event_id),
+     u as (",
+    room_update!("where s.room_sid = $1 and exists (select 1 from l)"),
+    ")
+     select (select count(*) from l)::int4, u.* from (select 1) one left join u on true"
+);
 
 const EGRESS_UPDATE: &str = "update fred.coaching_sessions s set
        egress_id             = coalesce(s.egress_id, $2),
@@ -123,32 +137,58 @@ pub fn apply(body: &Value) -> Result<&'static str> {
 
 fn apply_parsed(client: &mut SpiClient<'_>, ev: &Event) -> &'static str {
     let outcome = if ev.ignored() { "ignored" } else { "applied" };
-    let fresh = one_text(
-        client,
-        LEDGER,
-        &[
-            ev.id.as_str().into(),
-            ev.event.as_str().into(),
-            ev.room_sid().into(),
-            ev.room_name().into(),
-            ev.created_us.into(),
-            outcome.into(),
-        ],
-    );
-    if fresh.is_none() {
-        return "duplicate";
-    }
-    if ev.ignored() {
-        return "ignored";
-    }
-
     let finished = ev.kind == Kind::RoomFinished;
-    // Usually the room's session exists: find, lock and merge it in one statement by room sid.
-    let by_sid = ev
-        .room_sid()
-        .and_then(|sid| merge(client, ROOM_UPDATE_BY_SID, sid, ev, finished));
-    let row = match by_sid {
-        Some(row) => row,
+    // Usually the room's session exists: the ledger insert and the merge on the session of the
+    // room sid (found and locked by the UPDATE) are one statement.
+    let mut merged = None;
+    if let (false, Some(sid)) = (ev.ignored(), ev.room_sid()) {
+        let row = run(
+            client,
+            LEDGER_AND_MERGE,
+            &[
+                sid.into(),
+                ev.room.created_us.into(),
+                ev.created_us.into(),
+                ev.room.user_id.as_deref().into(),
+                finished.into(),
+                ev.id.as_str().into(),
+                ev.event.as_str().into(),
+                ev.room_name().into(),
+                outcome.into(),
+            ],
+        )
+        .first();
+        let fresh: i32 = row.get(1).expect("fresh").unwrap_or(0);
+        if fresh == 0 {
+            return "duplicate";
+        }
+        let id: Option<String> = row.get(2).expect("id");
+        if id.is_some() {
+            merged = Some(row);
+        }
+    } else {
+        let fresh = one_text(
+            client,
+            LEDGER,
+            &[
+                ev.id.as_str().into(),
+                ev.event.as_str().into(),
+                ev.room_sid().into(),
+                ev.room_name().into(),
+                ev.created_us.into(),
+                outcome.into(),
+            ],
+        );
+        if fresh.is_none() {
+            return "duplicate";
+        }
+        if ev.ignored() {
+            return "ignored";
+        }
+    }
+    // The merged row's columns start after the ledger flag (LEDGER_AND_MERGE) or at 1.
+    let (row, at) = match merged {
+        Some(row) => (row, 2),
         None => {
             let id = session_for(
                 client,
@@ -156,19 +196,20 @@ fn apply_parsed(client: &mut SpiClient<'_>, ev: &Event) -> &'static str {
                 ev.room_name(),
                 ev.room.user_id.as_deref(),
             );
-            merge(client, ROOM_UPDATE, &id, ev, finished).expect("fred: the session row exists")
+            let row = merge(client, ROOM_UPDATE, &id, ev, finished)
+                .expect("fred: the session row exists");
+            (row, 1)
         }
     };
     let Some(eg) = &ev.egress else {
         return "applied";
     };
-    let id: String = row.get(1).expect("id").expect("id is not null");
-
-    let room_name: Option<String> = row.get(2).expect("room_name");
-    let cur_egress: Option<String> = row.get(3).expect("egress_id");
-    let cur_status: Option<String> = row.get(4).expect("egress_status");
-    let cur_updated: Option<i64> = row.get(5).expect("egress_updated_ns");
-    let cur_recording: Option<String> = row.get(6).expect("recording_status");
+    let id: String = row.get(at).expect("id").expect("id is not null");
+    let room_name: Option<String> = row.get(at + 1).expect("room_name");
+    let cur_egress: Option<String> = row.get(at + 2).expect("egress_id");
+    let cur_status: Option<String> = row.get(at + 3).expect("egress_status");
+    let cur_updated: Option<i64> = row.get(at + 4).expect("egress_updated_ns");
+    let cur_recording: Option<String> = row.get(at + 5).expect("recording_status");
 
     // A session follows one egress: the first it learns of (syncd records the one it starts).
     if let (Some(a), Some(b)) = (&cur_egress, &eg.egress_id)
