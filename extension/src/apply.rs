@@ -141,7 +141,9 @@ fn apply_parsed(client: &mut SpiClient<'_>, ev: &Event) -> &'static str {
     // Usually the room's session exists: the ledger insert and the merge on the session of the
     // room sid (found and locked by the UPDATE) are one statement.
     let mut merged = None;
+    let mut sid_looked_up = false;
     if let (false, Some(sid)) = (ev.ignored(), ev.room_sid()) {
+        sid_looked_up = true;
         let row = run(
             client,
             LEDGER_AND_MERGE,
@@ -195,6 +197,7 @@ fn apply_parsed(client: &mut SpiClient<'_>, ev: &Event) -> &'static str {
                 ev.room_sid(),
                 ev.room_name(),
                 ev.room.user_id.as_deref(),
+                sid_looked_up,
             );
             let row = merge(client, ROOM_UPDATE, &id, ev, finished)
                 .expect("fred: the session row exists");
@@ -306,14 +309,18 @@ fn leak(s: &str) -> &'static str {
 
 /// The session of a room instance: by `room_sid`; else the newest session of that name not yet
 /// bound to a room (the app's `fred_upsert_session`) whose owner does not contradict the room's
-/// metadata; else a new one.
+/// metadata; else a new one. `sid_looked_up`: the caller's statement just found no session of
+/// that sid, so the lookup by sid is not repeated (one that appears since is caught by the
+/// insert's conflict, below).
 fn session_for(
     client: &mut SpiClient<'_>,
     sid: Option<&str>,
     name: Option<&str>,
     owner: Option<&str>,
+    sid_looked_up: bool,
 ) -> String {
-    if let Some(id) = sid.and_then(|sid| one_text(client, BY_SID, &[sid.into()])) {
+    if !sid_looked_up && let Some(id) = sid.and_then(|sid| one_text(client, BY_SID, &[sid.into()]))
+    {
         return id;
     }
     let name = name.or(sid).expect("parse() guarantees a room sid or name");

@@ -9,7 +9,9 @@
 --      plans are kept per backend: as SQL functions with a SET clause they were parsed and planned
 --      again in every transaction;
 --   4. fred_persist_transcript finds the room's newest session and whether another user owns the
---      room name in one indexed statement, and compares digests, not transcripts.
+--      room name in one indexed statement, and compares digests, not transcripts; its statements
+--      keep generic plans, and a transcript-only call does not name the outcome columns;
+--   5. a LiveKit event's room merge is a HOT update (no index holds last_event_at).
 -- The transcript check itself is the engine's: in the extension, Rust walks the jsonb's binary
 -- form (no text, no tree) and hashes the binary; the SQL install's is PL/pgSQL
 -- (20261124000001_fred_engine.sql, 20261201000008_fred_engine.sql).
@@ -140,6 +142,9 @@ create or replace function fred.persist_transcript(
 ) returns uuid
 language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
+-- Generic plans: with custom plans (PL/pgSQL's default for statements with parameters) every
+-- call planned its statements again, a sixth of a persist's time.
+set plan_cache_mode = force_generic_plan
 as $$
 declare
   v_user    boolean := fred.caller_is_user();
@@ -207,6 +212,21 @@ begin
   -- A repeat of the same call changes nothing, not even updated_at. The transcripts are compared
   -- by digest: the stored one is not read. A write is checked by the table's transcript trigger,
   -- which also sets transcript_entries and transcript_digest.
+  if persist_transcript.summary is null and persist_transcript.decisions is null
+     and persist_transcript.next_actions is null and persist_transcript.call_type is null then
+    -- The transcript alone (the usual call during a conversation): the outcome columns are not
+    -- named, so the outcome trigger (coaching_sessions_guard) has nothing to check and does not fire.
+    update fred.coaching_sessions s
+       set transcript_json = persist_transcript.transcript,
+           user_id         = coalesce(s.user_id, v_owner),
+           updated_at      = now()
+     where s.id = v_id
+       and (s.transcript_digest, s.user_id) is distinct from (v_digest, coalesce(s.user_id, v_owner));
+    if not found then
+      v_entries := fred.check_transcript(persist_transcript.transcript);
+    end if;
+    return v_id;
+  end if;
   update fred.coaching_sessions s
      set transcript_json    = persist_transcript.transcript,
          summary            = coalesce(persist_transcript.summary, s.summary),
@@ -250,6 +270,27 @@ begin
   return fred.persist_transcript($1, $2, $3, $4, $5, $6, $7);
 end
 $$;
+
+-- ---------------------------------------------------------------------------------------------
+-- 5. Room merges as HOT updates. Every LiveKit event moves last_event_at, and 0.1.0 indexed it
+-- (coaching_sessions_active_idx), so every merge wrote a new entry into each of the table's
+-- eight indexes. The stale job, its only reader, filters on coalesce(last_event_at, ...), which
+-- that index cannot serve: it only used the index's predicate (status = 'active'), which the
+-- same predicate on created_at (never updated) serves as well. Free space on each page
+-- (fillfactor 80, for pages written from now on) lets the new row version stay on its page.
+do $hot$
+begin
+  if exists (select 1 from pg_catalog.pg_index i
+               join pg_catalog.pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
+              where i.indexrelid = pg_catalog.to_regclass('fred.coaching_sessions_active_idx')
+                and a.attname = 'last_event_at') then
+    drop index fred.coaching_sessions_active_idx;
+  end if;
+end
+$hot$;
+create index if not exists coaching_sessions_active_idx on fred.coaching_sessions (created_at)
+  where status = 'active';
+alter table fred.coaching_sessions set (fillfactor = 80);
 
 -- ---------------------------------------------------------------------------------------------
 -- Privileges for what this file adds or replaced: search_path, and no EXECUTE for PUBLIC or anon.
