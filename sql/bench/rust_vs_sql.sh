@@ -46,6 +46,11 @@
 #            T  select octet_length(t::text)                   (jsonb -> text conversion only)
 #            D  select fred.transcript_digest(t)               (ext: SHA-256 of the binary form)
 #
+# Profile (BENCH_PERF=1; needs perf, Debian's linux-perf, and the rights to profile the system):
+# each measurement also runs `perf record -a -g` for its middle seconds, and prints where
+# Postgres' time went per 1000 transactions (sql/bench/perf_costs.py). perf slows the server,
+# so take ratios from a run without it, e.g. BENCH_PERF=1 BENCH_ROUNDS=1 BENCH_SYNC_MODES=off.
+#
 # Idempotent: drops and recreates fred_bench_ext / fred_bench_sql, and drops them at the end.
 # Connection: PGHOST (127.0.0.1), PGPORT (5432), PGUSER (postgres); trust or ~/.pgpass. Only
 # loopback or a unix socket; every measurement is bounded by -T.
@@ -59,6 +64,7 @@ THREADS="${BENCH_THREADS:-2}"
 SECS="${BENCH_SECS:-5}"
 MICRO_SECS="${BENCH_MICRO_SECS:-3}"
 ROUNDS="${BENCH_ROUNDS:-3}"
+PERF="${BENCH_PERF:-}"
 SYNC_MODES="${BENCH_SYNC_MODES:-off on}"
 WORKLOADS="${BENCH_WORKLOADS:-persist wire noop events}"
 EXT_DB=fred_bench_ext
@@ -204,9 +210,26 @@ measure() {  # workload case round db script secs sync
   local w=$1 c=$2 r=$3 db=$4 script=$5 secs=$6 sync=$7 out tps lat fail
   [ "$w" = check ] || reset_db "$db" "$w"
   out="$WORK/pgbench_${w}_${c}_${r}_${sync}.log"
+  local perf_secs=0 perf_pid=
+  if [ -n "$PERF" ] && [ "$w" != check ] && [ "$secs" -ge 3 ]; then
+    # The middle of the run: one second after the start, until one second before the end; -P 1
+    # gives pgbench's per-second progress, from which the transactions of that window are read.
+    perf_secs=$((secs - 2))
+    (sleep 1; exec perf record -a -g -o "$WORK/perf.data" -- sleep "$perf_secs" >/dev/null 2>&1) &
+    perf_pid=$!
+  fi
   if ! PGOPTIONS="$PGOPTIONS -c synchronous_commit=$sync" \
-       pgbench -n -M prepared -c "$CLIENTS" -j "$THREADS" -T "$secs" -f "$script" "$db" >"$out" 2>&1; then
+       pgbench -n -M prepared -c "$CLIENTS" -j "$THREADS" -T "$secs" ${perf_pid:+-P 1} -f "$script" "$db" >"$out" 2>&1; then
     echo "pgbench failed ($w $c round $r sync $sync):"; cat "$out"; exit 1
+  fi
+  if [ -n "$perf_pid" ]; then
+    wait "$perf_pid" || true
+    local txns
+    txns=$(awk -v a=1 -v b=$((secs - 1)) '/^progress: /{t = $2 + 0; if (t > a && t <= b) n += $4}
+                                          END {print n + 0}' "$out")
+    echo "profile: $w $c sync=$sync, ${perf_secs} s, $txns transactions (tps under perf: $(awk '/^tps = /{print $3; exit}' "$out"))"
+    perf script -F comm,ip,sym,dso -i "$WORK/perf.data" 2>/dev/null | python3 "$ROOT/sql/bench/perf_costs.py" "$txns"
+    rm -f "$WORK/perf.data"
   fi
   tps=$(awk '/^tps = /{print $3; exit}' "$out")
   lat=$(awk '/^latency average = /{print $4; exit}' "$out")
