@@ -20,7 +20,7 @@ thread_local! {
 }
 
 /// Runs one of this module's statements through its kept plan.
-fn run<'c>(
+pub(crate) fn run<'c>(
     client: &mut SpiClient<'c>,
     sql: &'static str,
     args: &[DatumWithOid<'_>],
@@ -57,25 +57,48 @@ const LEDGER: &str = "insert into fred.livekit_events (event_id, event_type, roo
      values ($1, $2, $3, $4, timestamptz 'epoch' + $5 * interval '1 microsecond', $6)
      on conflict (event_id) do nothing returning event_id";
 
-/// The room merge, one SET clause for both ways of finding the row; `$1` is the session id
-/// (`ROOM_UPDATE`) or the room sid (`ROOM_UPDATE_BY_SID`, which finds and locks the row in the
-/// same statement). Returns the id first, then the egress state the event is merged against.
+/// The room merge, one SET clause for every way of finding the row and for a batch. The slots
+/// are SQL expressions: `start` the candidates for `started_at` (a `least` list), `last` the
+/// event time for `last_event_at`, `end` the time a `room_finished` ends the session at, `user`
+/// the owner from the room's metadata, `fin` whether the event finishes the room. For one event
+/// (`$2` room creation, `$3` event time, `$4` owner, `$5` finished) see `room_update!`; a batch
+/// passes each room's aggregates (`batch.rs`), which give the same row as its events one by one.
+#[rustfmt::skip]
+macro_rules! room_merge {
+    (start = $start:literal, last = $last:literal, end = $end:literal, user = $user:literal, fin = $fin:literal, from = $from:literal, where = $where:literal) => {
+        concat!(
+            "update fred.coaching_sessions s set
+       started_at    = least(s.started_at, ", $start, "),
+       last_event_at = greatest(s.last_event_at, ", $last, "),
+       user_id       = coalesce(", $user, ", s.user_id),
+       status        = case when ", $fin, " then 'ended' else s.status end,
+       ended_at      = case when not ", $fin, " then s.ended_at
+                            when s.end_reason is not null then ", $end, "
+                            else greatest(s.ended_at, ", $end, ") end,
+       end_reason    = case when ", $fin, " then null else s.end_reason end,
+       updated_at    = now()
+     ",
+            $from,
+            $where
+        )
+    };
+}
+pub(crate) use room_merge;
+
+/// The room merge of one event (see `room_merge!`), returning the id first, then the egress
+/// state the event is merged against.
 macro_rules! room_update {
     ($where:literal) => {
         concat!(
-            "update fred.coaching_sessions s set
-       started_at    = least(s.started_at, timestamptz 'epoch' + $2 * interval '1 microsecond',
-                             timestamptz 'epoch' + $3 * interval '1 microsecond'),
-       last_event_at = greatest(s.last_event_at, coalesce(timestamptz 'epoch' + $3 * interval '1 microsecond', now())),
-       user_id       = coalesce($4::uuid, s.user_id),
-       status        = case when $5 then 'ended' else s.status end,
-       ended_at      = case when not $5 then s.ended_at
-                            when s.end_reason is not null then coalesce(timestamptz 'epoch' + $3 * interval '1 microsecond', now())
-                            else greatest(s.ended_at, coalesce(timestamptz 'epoch' + $3 * interval '1 microsecond', now())) end,
-       end_reason    = case when $5 then null else s.end_reason end,
-       updated_at    = now()
-     ",
-            $where,
+            room_merge!(
+                start = "timestamptz 'epoch' + $2 * interval '1 microsecond', timestamptz 'epoch' + $3 * interval '1 microsecond'",
+                last = "coalesce(timestamptz 'epoch' + $3 * interval '1 microsecond', now())",
+                end = "coalesce(timestamptz 'epoch' + $3 * interval '1 microsecond', now())",
+                user = "$4::uuid",
+                fin = "$5",
+                from = "",
+                where = $where
+            ),
             "
      returning s.id::text, s.room_name, s.egress_id, s.egress_status, s.egress_updated_ns, s.recording_status"
         )
@@ -135,7 +158,7 @@ pub fn apply(body: &Value) -> Result<&'static str> {
     Ok(Spi::connect_mut(|client| apply_parsed(client, &ev)))
 }
 
-fn apply_parsed(client: &mut SpiClient<'_>, ev: &Event) -> &'static str {
+pub(crate) fn apply_parsed(client: &mut SpiClient<'_>, ev: &Event) -> &'static str {
     let outcome = if ev.ignored() { "ignored" } else { "applied" };
     let finished = ev.kind == Kind::RoomFinished;
     // Usually the room's session exists: the ledger insert and the merge on the session of the

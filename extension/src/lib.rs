@@ -7,6 +7,7 @@
 use pgrx::prelude::*;
 
 mod apply;
+mod batch;
 mod error;
 mod event;
 mod guc;
@@ -44,6 +45,20 @@ fn apply_livekit_event(event: Option<pgrx::JsonB>) -> &'static str {
     };
     match apply::apply(&body) {
         Ok(outcome) => outcome,
+        Err(e) => e.raise(),
+    }
+}
+
+/// Applies a batch of LiveKit events and syncd's own records (`fred.apply_livekit_events`'s fast
+/// path); returns each one's outcome, in order. A malformed event fails the call (22023, 22001).
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn apply_event_batch(events: Option<pgrx::JsonB>) -> Vec<String> {
+    let Some(pgrx::JsonB(body)) = events else {
+        error::bad("events must be a JSON array").raise()
+    };
+    match batch::apply_batch(body) {
+        Ok(outcomes) => outcomes,
         Err(e) => e.raise(),
     }
 }
@@ -149,7 +164,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../../sql/supabase/migrations/20261201000009_fred_speed.sql",
     name = "v0_2_0_speed",
-    requires = ["v0_2_0_adoption"],
+    requires = ["v0_2_0_adoption", apply_event_batch],
     finalize
 );
 

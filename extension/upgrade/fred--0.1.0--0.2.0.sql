@@ -18,3 +18,12 @@ IMMUTABLE STRICT PARALLEL SAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'transcript_digest_wrapper';
+
+-- fred.apply_event_batch: fred.apply_livekit_events's fast path, a batch in a few statements.
+CREATE  FUNCTION "apply_event_batch"(
+	"events" jsonb /* Option < pgrx :: JsonB > */
+) RETURNS TEXT[] /* Vec < String > */
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'apply_event_batch_wrapper';

@@ -240,7 +240,8 @@ select is(
            or exists (select 1 from pg_depend d join pg_extension e on e.oid = d.refobjid and e.extname = 'fred'
                        where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e'))
       and has_function_privilege('fred_syncd', p.oid, 'execute')),
-  array['fred.apply_livekit_event(jsonb)',
+  array['fred.apply_event_batch(jsonb)',
+        'fred.apply_livekit_event(jsonb)',
         'fred.apply_livekit_events(jsonb)',
         'fred.apply_one_event(jsonb)',
         'fred.apply_syncd_event(jsonb)',

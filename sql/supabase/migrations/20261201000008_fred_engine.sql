@@ -23,3 +23,24 @@ begin
   end if;
 end
 $grants$;
+
+-- fred.apply_event_batch(jsonb): fred.apply_livekit_events's fast path (see
+-- 20261201000009_fred_speed.sql), each event's outcome in order. Here one event at a time; the
+-- extension applies a batch in a few statements with the same results and rows.
+create or replace function fred.apply_event_batch(events jsonb) returns text[]
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_event   jsonb;
+  v_results text[] := '{}';
+begin
+  if events is null or pg_catalog.jsonb_typeof(events) <> 'array' then
+    raise exception 'fred: events must be a JSON array' using errcode = '22023';
+  end if;
+  for v_event in select e from pg_catalog.jsonb_array_elements(events) e loop
+    v_results := v_results || fred.apply_one_event(v_event);
+  end loop;
+  return v_results;
+end
+$$;

@@ -313,3 +313,71 @@ begin
   end loop;
 end
 $grants$;
+
+-- ---------------------------------------------------------------------------------------------
+-- 6. The daemon's batches in a few statements. fred.apply_livekit_events hands the whole batch to
+-- the engine's fred.apply_event_batch (the extension: one ledger insert, one locked lookup and one
+-- merge for the batch's rooms; the SQL install: one event at a time), in one subtransaction. As
+-- before, only when an event in it is poison is the batch redone one event (and one
+-- subtransaction) at a time.
+create or replace function fred.apply_livekit_events(events jsonb)
+returns table (idx integer, result text, error_code text, error_message text)
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_event   jsonb;
+  v_state   text;
+  v_msg     text;
+  v_results text[];
+begin
+  if events is null or pg_catalog.jsonb_typeof(events) <> 'array' then
+    raise exception 'fred: events must be a JSON array' using errcode = '22023';
+  end if;
+  begin
+    v_results := fred.apply_event_batch(events);
+  exception when data_exception or program_limit_exceeded then
+    v_results := null;
+  end;
+  if v_results is not null then
+    return query select (u.i - 1)::integer, u.r, null::text, null::text
+                   from pg_catalog.unnest(v_results) with ordinality u(r, i);
+    return;
+  end if;
+  idx := 0;
+  for v_event in select e from pg_catalog.jsonb_array_elements(events) e loop
+    begin
+      result := fred.apply_one_event(v_event);
+      error_code := null;
+      error_message := null;
+    exception when data_exception or program_limit_exceeded then
+      get stacked diagnostics v_state = returned_sqlstate, v_msg = message_text;
+      result := 'rejected';
+      error_code := v_state;
+      error_message := v_msg;
+    end;
+    return next;
+    idx := idx + 1;
+  end loop;
+end
+$$;
+
+do $grants$
+declare
+  v_role text;
+begin
+  alter function fred.apply_event_batch(jsonb) set search_path = pg_catalog, pg_temp;
+  revoke all on function fred.apply_event_batch(jsonb) from public;
+  foreach v_role in array array['anon', 'authenticated'] loop
+    if exists (select 1 from pg_catalog.pg_roles where rolname = v_role) then
+      execute pg_catalog.format('revoke all on function fred.apply_event_batch(jsonb) from %I', v_role);
+    end if;
+  end loop;
+  -- Only the daemon's role and service_role may apply LiveKit events.
+  foreach v_role in array array['fred_syncd', 'service_role'] loop
+    if exists (select 1 from pg_catalog.pg_roles where rolname = v_role) then
+      execute pg_catalog.format('grant execute on function fred.apply_event_batch(jsonb) to %I', v_role);
+    end if;
+  end loop;
+end
+$grants$;
