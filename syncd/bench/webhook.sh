@@ -9,7 +9,7 @@
 # counted by a statement-level audit trigger that both sides pay for). Then one more syncd run,
 # S, with STALLED (500) unsigned uploads held open for the whole window (issue 12's attack):
 # its ack p50/p99 and peak RSS sit next to the normal runs'.
-# Loopback only; bounded by SECS per side. SYNCD_DRAIN_LANES is passed through (default 4).
+# Loopback only; bounded by SECS per side. SYNCD_DRAIN_LANES is passed through (syncd's default: 2).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 C=${C:-16}
@@ -66,7 +66,7 @@ run_syncd() {
   echo "$rss $b" > "$WORK/run"
 }
 
-echo "date: $(date -u +%FT%TZ)  cores: $(nproc)  cpu: $(awk -F: '/model name/ && !n {print $2; n=1}' /proc/cpuinfo | xargs)  lanes: ${SYNCD_DRAIN_LANES:-4}"
+echo "date: $(date -u +%FT%TZ)  cores: $(nproc)  cpu: $(awk -F: '/model name/ && !n {print $2; n=1}' /proc/cpuinfo | xargs)  lanes: ${SYNCD_DRAIN_LANES:-2}"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 # awk reads to the end (no early exit), so pipefail never sees a SIGPIPE.
 fsync_rate() { /usr/lib/postgresql/15/bin/pg_test_fsync -s 1 -f "$WORK/fsync.test" 2>/dev/null | awk '$1 == "fdatasync" && $2 ~ /^[0-9.]+$/ && !n {print $2; n=1}'; }

@@ -32,8 +32,9 @@ use tokio_util::sync::CancellationToken;
 pub const BATCH: usize = 256;
 /// The largest batch a deep queue grows to.
 pub const MAX_BATCH: usize = 4096;
-/// The default number of drain lanes (`SYNCD_DRAIN_LANES`).
-pub const DEFAULT_LANES: usize = 4;
+/// The default number of drain lanes (`SYNCD_DRAIN_LANES`): a small (2-core) database does
+/// best with 2, as fewer lanes make larger batches (BENCHMARKS.md §1).
+pub const DEFAULT_LANES: usize = 2;
 /// The most drain lanes `SYNCD_DRAIN_LANES` accepts.
 pub const MAX_LANES: usize = 64;
 
