@@ -6,7 +6,10 @@
 //! and so within a room, events keep their arrival order (the SQL merge does not depend on it
 //! anyway). A lane's batch starts at [`BATCH`] events and doubles, up to [`MAX_BATCH`], while
 //! the lane's queue fills whole batches; it shrinks back when the queue is short, and halves
-//! after a statement timeout. A failing event holds up only its own lane.
+//! after a statement timeout. A failing event holds up only its own lane. Under a steady trickle
+//! a lane waits [`LINGER`] after a batch of fewer than [`LINGER_BELOW`] events, so the next
+//! batch gathers more: Postgres's cost is mostly per statement, not per event. An event that
+//! arrives after a quiet spell is drained at once.
 //!
 //! No event can stop the drain:
 //! - a transient failure (the database, not the event) is retried for as long as it takes;
@@ -32,6 +35,11 @@ use tokio_util::sync::CancellationToken;
 pub const BATCH: usize = 256;
 /// The largest batch a deep queue grows to.
 pub const MAX_BATCH: usize = 4096;
+/// A lane waits this long after a batch of fewer than [`LINGER_BELOW`] events (not after a
+/// quiet spell): a few milliseconds of persist latency for larger batches.
+pub const LINGER: Duration = Duration::from_millis(2);
+/// See [`LINGER`].
+pub const LINGER_BELOW: usize = 32;
 /// The default number of drain lanes (`SYNCD_DRAIN_LANES`): a small (2-core) database does
 /// best with 2, as fewer lanes make larger batches (BENCHMARKS.md §1).
 pub const DEFAULT_LANES: usize = 2;
@@ -312,7 +320,12 @@ impl Lane {
             let full = batch.len() >= self.limit;
             self.timed_out.store(false, Ordering::Relaxed);
             match d.drain(&batch, &self.timed_out).await {
-                Ok(()) => failures = 0,
+                Ok(()) => {
+                    failures = 0;
+                    if batch.len() < LINGER_BELOW {
+                        d.pause(LINGER, &stop).await;
+                    }
+                }
                 Err(Stalled::Transient(e)) => {
                     failures += 1;
                     let wait = backoff(
