@@ -5,9 +5,9 @@
 //! order of one call's events gives the same row.
 
 use crate::error::Result;
-use crate::event::{self, EgressStatus, Event, Kind};
+use crate::event::{self, Egress, Event, Kind};
 use pgrx::datum::DatumWithOid;
-use pgrx::pg_sys::PgOid;
+use pgrx::pg_sys::{self, PgOid};
 use pgrx::spi::{OwnedPreparedStatement, Spi, SpiClient, SpiTupleTable};
 use serde_json::Value;
 use std::cell::RefCell;
@@ -15,8 +15,9 @@ use std::collections::HashMap;
 
 thread_local! {
     /// Plans kept for the life of the backend: each statement is parsed and planned once, not
-    /// on every event (Postgres's plan cache still revalidates them after DDL).
-    static PLANS: RefCell<HashMap<&'static str, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+    /// on every event (Postgres's plan cache still revalidates them after DDL). Keyed by the
+    /// statement's address and length: hashing its text on every call cost more than its lookup.
+    static PLANS: RefCell<HashMap<(usize, usize), OwnedPreparedStatement>> = RefCell::new(HashMap::new());
 }
 
 /// Runs one of this module's statements through its kept plan.
@@ -27,16 +28,16 @@ pub(crate) fn run<'c>(
 ) -> SpiTupleTable<'c> {
     PLANS.with(|plans| {
         let mut plans = plans.borrow_mut();
-        if !plans.contains_key(sql) {
+        let key = (sql.as_ptr() as usize, sql.len());
+        let plan = plans.entry(key).or_insert_with(|| {
             let types: Vec<PgOid> = args.iter().map(|a| PgOid::from_untagged(a.oid())).collect();
-            let plan = client
+            client
                 .prepare_mut(sql, &types)
                 .expect("fred: prepare")
-                .keep();
-            plans.insert(sql, plan);
-        }
+                .keep()
+        });
         client
-            .update(&plans[sql], None, args)
+            .update(&*plan, None, args)
             .expect("fred: SPI statement failed")
     })
 }
@@ -60,12 +61,13 @@ const LEDGER: &str = "insert into fred.livekit_events (event_id, event_type, roo
 /// The room merge, one SET clause for every way of finding the row and for a batch. The slots
 /// are SQL expressions: `start` the candidates for `started_at` (a `least` list), `last` the
 /// event time for `last_event_at`, `end` the time a `room_finished` ends the session at, `user`
-/// the owner from the room's metadata, `fin` whether the event finishes the room. For one event
-/// (`$2` room creation, `$3` event time, `$4` owner, `$5` finished) see `room_update!`; a batch
-/// passes each room's aggregates (`batch.rs`), which give the same row as its events one by one.
+/// the owner from the room's metadata, `fin` whether the event finishes the room; `more` further
+/// SET items (the egress merge, `egress_merge!`). For one event (`$2` room creation, `$3` event
+/// time, `$4` owner, `$5` finished) see `room_update!`; a batch passes each room's aggregates
+/// (`batch.rs`), which give the same row as its events one by one.
 #[rustfmt::skip]
 macro_rules! room_merge {
-    (start = $start:literal, last = $last:literal, end = $end:literal, user = $user:literal, fin = $fin:literal, from = $from:literal, where = $where:literal) => {
+    (start = $start:literal, last = $last:literal, end = $end:literal, user = $user:literal, fin = $fin:literal, more = $more:expr, from = $from:literal, where = $where:literal) => {
         concat!(
             "update fred.coaching_sessions s set
        started_at    = least(s.started_at, ", $start, "),
@@ -75,7 +77,9 @@ macro_rules! room_merge {
        ended_at      = case when not ", $fin, " then s.ended_at
                             when s.end_reason is not null then ", $end, "
                             else greatest(s.ended_at, ", $end, ") end,
-       end_reason    = case when ", $fin, " then null else s.end_reason end,
+       end_reason    = case when ", $fin, " then null else s.end_reason end,",
+            $more,
+            "
        updated_at    = now()
      ",
             $from,
@@ -85,10 +89,56 @@ macro_rules! room_merge {
 }
 pub(crate) use room_merge;
 
-/// The room merge of one event (see `room_merge!`), returning the id first, then the egress
-/// state the event is merged against.
+/// Whether an egress event's state replaces the row's: the row follows one egress (the first it
+/// learns of; syncd records the one it starts), and the event wins on (rank, updatedAt), with
+/// STARTING (0) < ACTIVE < ENDING < the four final states (3, as in the SQL install any other
+/// name); no status stored yet is -1, so any event wins. `$10` egress id, `$12` the event's rank, `$13` its updatedAt.
+#[rustfmt::skip]
+macro_rules! egress_wins {
+    () => {
+        "(s.egress_id is null or $10::text is null or s.egress_id = $10)
+            and ($12::int4, $13::int8) > (case when s.egress_status is null then -1
+                   else coalesce(pg_catalog.array_position('{EGRESS_STARTING,EGRESS_ACTIVE,EGRESS_ENDING}'::text[], s.egress_status), 4) - 1 end,
+                 coalesce(s.egress_updated_ns, 0))"
+    };
+}
+
+/// The egress merge, SET items on the row as it was: when the event wins (`egress_wins!`), its
+/// status (`$11`), updatedAt and recording state (`$14`; verification, ready/missing, and
+/// retention, deleted, are the daemon's later word), and the file's location. `$15` the status
+/// leaves a file, `$16` it is final; `$17` file name, `$18` location, `$19` `endpoint/bucket/`,
+/// `$20` bucket, `$21` size, `$22` duration ms, `$23` error. The object key falls back to the
+/// room name; a deleted recording keeps where it was.
+#[rustfmt::skip]
+macro_rules! egress_merge {
+    () => {
+        concat!(
+            "
+       egress_id             = case when ", egress_wins!(), " then coalesce(s.egress_id, $10) else s.egress_id end,
+       egress_status         = case when ", egress_wins!(), " then $11 else s.egress_status end,
+       egress_updated_ns     = case when ", egress_wins!(), " then $13 else s.egress_updated_ns end,
+       recording_status      = case when not (", egress_wins!(), ") then s.recording_status
+                                    when s.recording_status = 'deleted' then 'deleted'
+                                    when s.recording_status in ('ready', 'missing') and $14 = 'uploaded' then s.recording_status
+                                    else $14 end,
+       recording_url         = case when not (", egress_wins!(), ") or s.recording_status = 'deleted' then s.recording_url
+                                    when $15 then coalesce($18, $19 || coalesce($17, s.room_name)) end,
+       recording_bucket      = case when not (", egress_wins!(), ") or s.recording_status = 'deleted' then s.recording_bucket
+                                    else $20 end,
+       recording_key         = case when not (", egress_wins!(), ") or s.recording_status = 'deleted' then s.recording_key
+                                    when $15 or $16 then coalesce($17, s.room_name) else $17 end,
+       recording_bytes       = case when not (", egress_wins!(), ") or s.recording_status = 'deleted' then s.recording_bytes
+                                    else $21 end,
+       recording_duration_ms = case when not (", egress_wins!(), ") or s.recording_status = 'deleted' then s.recording_duration_ms
+                                    else $22 end,
+       recording_error       = case when ", egress_wins!(), " then $23 else s.recording_error end,"
+        )
+    };
+}
+
+/// The room merge of one event (see `room_merge!`), with `more` SET items, returning the id.
 macro_rules! room_update {
-    ($where:literal) => {
+    ($more:expr, $where:literal) => {
         concat!(
             room_merge!(
                 start = "timestamptz 'epoch' + $2 * interval '1 microsecond', timestamptz 'epoch' + $3 * interval '1 microsecond'",
@@ -96,62 +146,97 @@ macro_rules! room_update {
                 end = "coalesce(timestamptz 'epoch' + $3 * interval '1 microsecond', now())",
                 user = "$4::uuid",
                 fin = "$5",
+                more = $more,
                 from = "",
                 where = $where
             ),
             "
-     returning s.id::text, s.room_name, s.egress_id, s.egress_status, s.egress_updated_ns, s.recording_status"
+     returning s.id::text"
         )
     };
 }
 
-const ROOM_UPDATE: &str = room_update!("where s.id = $1::uuid");
-
 /// An applicable event of a room with a sid, in one statement: the ledger insert (`$6` event id,
 /// `$7` type, `$8` room name, `$9` outcome; sid and time as in the merge) and, when the ledger
-/// took the id, the room merge on the session of that sid. Exactly one row: whether the ledger
-/// took the id, then the merged row's columns, or NULLs when no session has that sid yet.
-const LEDGER_AND_MERGE: &str = concat!(
-    "with l as (
+/// took the id, the merge on the session of that sid. Exactly one row: whether the ledger took
+/// the id, then the merged row's id, or NULL when no session has that sid yet.
+macro_rules! ledger_and_merge {
+    ($more:expr) => {
+        concat!(
+            "with l as (
        insert into fred.livekit_events (event_id, event_type, room_sid, room_name, created_at, outcome)
        values ($6, $7, $1, $8, timestamptz 'epoch' + $3 * interval '1 microsecond', $9)
        on conflict (event_id) do nothing returning event_id),
      u as (",
-    room_update!("where s.room_sid = $1 and exists (select 1 from l)"),
-    ")
-     select (select count(*) from l)::int4, u.* from (select 1) one left join u on true"
-);
+            room_update!($more, "where s.room_sid = $1 and exists (select 1 from l)"),
+            ")
+     select (select count(*) from l)::int4, u.id from (select 1) one left join u on true"
+        )
+    };
+}
 
-const EGRESS_UPDATE: &str = "update fred.coaching_sessions s set
-       egress_id             = coalesce(s.egress_id, $2),
-       egress_status         = $3,
-       egress_updated_ns     = $4,
-       recording_status      = $5,
-       recording_url         = case when $12 then s.recording_url else $6 end,
-       recording_bucket      = case when $12 then s.recording_bucket else $7 end,
-       recording_key         = case when $12 then s.recording_key else $8 end,
-       recording_bytes       = case when $12 then s.recording_bytes else $9 end,
-       recording_duration_ms = case when $12 then s.recording_duration_ms else $10 end,
-       recording_error       = $11,
+/// Which merge an event needs: the room's alone, or the room's and the egress's in one
+/// statement. The egress merge gets a statement of its own after the room's when the event also
+/// names an owner, so that the owner and the recording state change in two steps, each with its
+/// change event, as the SQL install does.
+#[derive(Clone, Copy, PartialEq)]
+enum Merge {
+    Room,
+    RoomAndEgress,
+}
+
+const LEDGER_AND_MERGE: &str = ledger_and_merge!("");
+const LEDGER_AND_MERGE_EGRESS: &str = ledger_and_merge!(egress_merge!());
+const ROOM_UPDATE: &str = room_update!("", "where s.id = $1::uuid");
+const ROOM_UPDATE_EGRESS: &str = room_update!(egress_merge!(), "where s.id = $1::uuid");
+/// The egress merge alone, by id (`$2`–`$9` are unused).
+const EGRESS_UPDATE: &str = concat!(
+    "update fred.coaching_sessions s set",
+    egress_merge!(),
+    "
        updated_at            = now()
-     where s.id = $1::uuid";
+     where s.id = $1::uuid"
+);
 
 const BY_SID: &str =
     "select s.id::text from fred.coaching_sessions s where s.room_sid = $1 for update";
 
-const LOCK_ROOM: &str = "select fred.lock_room($1)";
-
-const UNBOUND_BY_NAME: &str = "select s.id::text from fred.coaching_sessions s
-      where s.room_name = $1 and (s.room_sid is null or $2::text is null)
-        and (s.user_id is null or $3::uuid is null or s.user_id = $3::uuid)
-      order by s.created_at desc limit 1 for update";
+/// Under the room lock, in one statement: the newest session of that name not yet bound to a
+/// room whose owner does not contradict the room's metadata (`$1` name, `$2` sid, `$3` owner),
+/// locked; else a new session, inserted. Returns the found id, then the inserted id (both NULL
+/// when a session of that sid appeared since the lookup by sid: the insert's conflict).
+const FIND_OR_INSERT: &str = "with f as (
+       select s.id from fred.coaching_sessions s
+        where s.room_name = $1 and (s.room_sid is null or $2::text is null)
+          and (s.user_id is null or $3::uuid is null or s.user_id = $3::uuid)
+        order by s.created_at desc limit 1 for update),
+     i as (
+       insert into fred.coaching_sessions (room_name, room_sid)
+       select $1, $2 where not exists (select 1 from f)
+       on conflict (room_sid) do nothing returning id)
+     select (select f.id::text from f), (select i.id::text from i)";
 
 const BIND_SID: &str =
     "update fred.coaching_sessions s set room_sid = $2, updated_at = now() where s.id = $1::uuid";
 
-const INSERT_SESSION: &str =
-    "insert into fred.coaching_sessions (room_name, room_sid) values ($1, $2)
-     on conflict (room_sid) do nothing returning id::text";
+unsafe extern "C" {
+    /// Postgres's `hash_any_extended` (common/hashfn.c): pure, it never raises an error.
+    fn hash_bytes_extended(k: *const u8, keylen: i32, seed: u64) -> u64;
+}
+
+/// `fred.lock_room(name)`, without a statement: the same transaction-scoped advisory lock on
+/// `hashtextextended('fred.room:' || name, 0)`, which for the default (deterministic) collation is
+/// `hash_bytes_extended` of the bytes (15_speed.sql proves the two take one lock).
+fn lock_room(name: &str) {
+    let key = format!("fred.room:{name}");
+    unsafe {
+        let hash = hash_bytes_extended(key.as_ptr(), key.len() as i32, 0);
+        pgrx::direct_function_call_as_datum(
+            pg_sys::pg_advisory_xact_lock_int8,
+            &[Some(pg_sys::Datum::from(hash))],
+        );
+    }
+}
 
 pub fn apply(body: &Value) -> Result<&'static str> {
     let ev = event::parse(body)?;
@@ -161,36 +246,52 @@ pub fn apply(body: &Value) -> Result<&'static str> {
 pub(crate) fn apply_parsed(client: &mut SpiClient<'_>, ev: &Event) -> &'static str {
     let outcome = if ev.ignored() { "ignored" } else { "applied" };
     let finished = ev.kind == Kind::RoomFinished;
-    // Usually the room's session exists: the ledger insert and the merge on the session of the
-    // room sid (found and locked by the UPDATE) are one statement.
-    let mut merged = None;
-    let mut sid_looked_up = false;
-    if let (false, Some(sid)) = (ev.ignored(), ev.room_sid()) {
-        sid_looked_up = true;
-        let row = run(
-            client,
-            LEDGER_AND_MERGE,
-            &[
-                sid.into(),
-                ev.room.created_us.into(),
-                ev.created_us.into(),
-                ev.room.user_id.as_deref().into(),
-                finished.into(),
+    let merge = match (&ev.egress, &ev.room.user_id) {
+        (Some(_), None) => Merge::RoomAndEgress,
+        _ => Merge::Room,
+    };
+    // `$1`, then the room slots `$2`–`$5`, the ledger's `$6`–`$9` (NULL where a statement has
+    // none) and, for a statement with the egress merge, `$10`–`$23`.
+    let args = |first: &str, ledger: bool, egress: bool| -> Vec<DatumWithOid<'static>> {
+        let none: Option<&str> = None;
+        let mut a: Vec<DatumWithOid<'static>> = vec![
+            first.into(),
+            ev.room.created_us.into(),
+            ev.created_us.into(),
+            ev.room.user_id.as_deref().into(),
+            finished.into(),
+        ];
+        if ledger {
+            a.extend([
                 ev.id.as_str().into(),
                 ev.event.as_str().into(),
                 ev.room_name().into(),
                 outcome.into(),
-            ],
-        )
-        .first();
+            ]);
+        } else {
+            a.extend([none.into(), none.into(), none.into(), none.into()]);
+        }
+        if let (true, Some(eg)) = (egress, &ev.egress) {
+            a.extend(egress_args(eg));
+        }
+        a
+    };
+    // Usually the room's session exists: the ledger insert and the merge on the session of the
+    // room sid (found and locked by the UPDATE) are one statement.
+    let mut merged: Option<String> = None;
+    let mut sid_looked_up = false;
+    if let (false, Some(sid)) = (ev.ignored(), ev.room_sid()) {
+        sid_looked_up = true;
+        let (sql, eg) = match merge {
+            Merge::Room => (LEDGER_AND_MERGE, false),
+            Merge::RoomAndEgress => (LEDGER_AND_MERGE_EGRESS, true),
+        };
+        let row = run(client, sql, &args(sid, true, eg)).first();
         let fresh: i32 = row.get(1).expect("fresh").unwrap_or(0);
         if fresh == 0 {
             return "duplicate";
         }
-        let id: Option<String> = row.get(2).expect("id");
-        if id.is_some() {
-            merged = Some(row);
-        }
+        merged = row.get(2).expect("id");
     } else {
         let fresh = one_text(
             client,
@@ -211,9 +312,8 @@ pub(crate) fn apply_parsed(client: &mut SpiClient<'_>, ev: &Event) -> &'static s
             return "ignored";
         }
     }
-    // The merged row's columns start after the ledger flag (LEDGER_AND_MERGE) or at 1.
-    let (row, at) = match merged {
-        Some(row) => (row, 2),
+    let id = match merged {
+        Some(id) => id,
         None => {
             let id = session_for(
                 client,
@@ -222,112 +322,48 @@ pub(crate) fn apply_parsed(client: &mut SpiClient<'_>, ev: &Event) -> &'static s
                 ev.room.user_id.as_deref(),
                 sid_looked_up,
             );
-            let row = merge(client, ROOM_UPDATE, &id, ev, finished)
-                .expect("fred: the session row exists");
-            (row, 1)
+            let (sql, eg) = match merge {
+                Merge::Room => (ROOM_UPDATE, false),
+                Merge::RoomAndEgress => (ROOM_UPDATE_EGRESS, true),
+            };
+            let found = run(client, sql, &args(&id, false, eg));
+            assert!(!found.is_empty(), "fred: the session row exists");
+            if merge == Merge::RoomAndEgress {
+                return "applied";
+            }
+            id
         }
     };
-    let Some(eg) = &ev.egress else {
-        return "applied";
-    };
-    let id: String = row.get(at).expect("id").expect("id is not null");
-    let room_name: Option<String> = row.get(at + 1).expect("room_name");
-    let cur_egress: Option<String> = row.get(at + 2).expect("egress_id");
-    let cur_status: Option<String> = row.get(at + 3).expect("egress_status");
-    let cur_updated: Option<i64> = row.get(at + 4).expect("egress_updated_ns");
-    let cur_recording: Option<String> = row.get(at + 5).expect("recording_status");
-
-    // A session follows one egress: the first it learns of (syncd records the one it starts).
-    if let (Some(a), Some(b)) = (&cur_egress, &eg.egress_id)
-        && a != b
-    {
-        return "applied";
+    if merge == Merge::Room && ev.egress.is_some() {
+        run(client, EGRESS_UPDATE, &args(&id, false, true));
     }
-    let wins = match cur_status.as_deref().and_then(EgressStatus::from_name) {
-        None => true,
-        Some(cur) => {
-            eg.status.rank() > cur.rank()
-                || (eg.status.rank() == cur.rank() && eg.updated_ns > cur_updated.unwrap_or(0))
-        }
-    };
-    if !wins {
-        return "applied";
-    }
-
-    let status = eg.status;
-    let final_state = status.rank() == 3;
-    let mut recording = status.recording_status();
-    // Verification (ready/missing) and retention (deleted) are the daemon's later word.
-    match cur_recording.as_deref() {
-        Some(c @ ("ready" | "missing")) if recording == "uploaded" => recording = leak(c),
-        Some("deleted") => recording = "deleted",
-        _ => {}
-    }
-    let room_name = room_name.as_deref();
-    let (url, key) = if status.leaves_file() {
-        (eg.url(room_name), eg.key(room_name))
-    } else if final_state {
-        (None, eg.key(room_name))
-    } else {
-        (None, eg.filename.clone())
-    };
-    let keep_files = recording == "deleted";
-    run(
-        client,
-        EGRESS_UPDATE,
-        &[
-            id.as_str().into(),
-            eg.egress_id.as_deref().into(),
-            status.name().into(),
-            eg.updated_ns.into(),
-            recording.into(),
-            url.as_deref().into(),
-            eg.bucket.as_deref().into(),
-            key.as_deref().into(),
-            eg.size.filter(|_| status.leaves_file()).into(),
-            eg.duration_ns
-                .filter(|_| status.leaves_file())
-                .map(|d| d / 1_000_000)
-                .into(),
-            eg.error.as_deref().filter(|_| final_state).into(),
-            keep_files.into(),
-        ],
-    );
     "applied"
 }
 
-/// The room merge of `ev` on the session found by `key` (see `room_update!`); None when no
-/// session matches.
-fn merge<'c>(
-    client: &mut SpiClient<'c>,
-    sql: &'static str,
-    key: &str,
-    ev: &Event,
-    finished: bool,
-) -> Option<SpiTupleTable<'c>> {
-    let table = run(
-        client,
-        sql,
-        &[
-            key.into(),
-            ev.room.created_us.into(),
-            ev.created_us.into(),
-            ev.room.user_id.as_deref().into(),
-            finished.into(),
-        ],
-    );
-    if table.is_empty() {
-        None
-    } else {
-        Some(table.first())
-    }
-}
-
-fn leak(s: &str) -> &'static str {
-    match s {
-        "ready" => "ready",
-        _ => "missing",
-    }
+/// The egress merge's slots `$10`–`$23` (see `egress_merge!`).
+fn egress_args(eg: &Egress) -> [DatumWithOid<'static>; 14] {
+    let status = eg.status;
+    let file = status.leaves_file();
+    let final_state = status.rank() == 3;
+    [
+        eg.egress_id.clone().into(),
+        status.name().into(),
+        i32::from(status.rank()).into(),
+        eg.updated_ns.into(),
+        status.recording_status().into(),
+        file.into(),
+        final_state.into(),
+        eg.filename.clone().into(),
+        eg.location.clone().into(),
+        eg.url_prefix().into(),
+        eg.bucket.clone().into(),
+        eg.size.filter(|_| file).into(),
+        eg.duration_ns
+            .filter(|_| file)
+            .map(|d| d / 1_000_000)
+            .into(),
+        eg.error.clone().filter(|_| final_state).into(),
+    ]
 }
 
 /// The session of a room instance: by `room_sid`; else the newest session of that name not yet
@@ -347,18 +383,22 @@ fn session_for(
         return id;
     }
     let name = name.or(sid).expect("parse() guarantees a room sid or name");
-    run(client, LOCK_ROOM, &[name.into()]);
-    if let Some(id) = one_text(
+    lock_room(name);
+    let row = run(
         client,
-        UNBOUND_BY_NAME,
+        FIND_OR_INSERT,
         &[name.into(), sid.into(), owner.into()],
-    ) {
+    )
+    .first();
+    let found: Option<String> = row.get(1).expect("found");
+    let inserted: Option<String> = row.get(2).expect("inserted");
+    if let Some(id) = found {
         if sid.is_some() {
             run(client, BIND_SID, &[id.as_str().into(), sid.into()]);
         }
         return id;
     }
-    one_text(client, INSERT_SESSION, &[name.into(), sid.into()]).unwrap_or_else(|| {
+    inserted.unwrap_or_else(|| {
         one_text(client, BY_SID, &[sid.into()]).expect("fred: a conflicting room_sid row exists")
     })
 }

@@ -41,6 +41,7 @@ const MERGE_MANY: &str = room_merge!(
     end = "timestamptz 'epoch' + r.end_hi * interval '1 microsecond'",
     user = "r.user_id::uuid",
     fin = "r.fin",
+    more = "",
     from = "from unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::text[], $6::bool[])
             r(id, start_lo, last_hi, end_hi, user_id, fin)
      ",

@@ -59,10 +59,6 @@ impl EgressStatus {
         }
     }
 
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::parse(&Value::String(name.to_owned())).ok()
-    }
-
     /// STARTING < ACTIVE < ENDING < final; the four final states share one rank.
     pub fn rank(self) -> u8 {
         use EgressStatus::*;
@@ -120,20 +116,11 @@ pub struct Egress {
 }
 
 impl Egress {
-    /// The object key: the file name, or the room name when there is none.
-    pub fn key(&self, room_name: Option<&str>) -> Option<String> {
-        self.filename
-            .clone()
-            .or_else(|| room_name.map(str::to_owned))
-    }
-
-    /// The seed's rule: `fileResults[0].location`, else `endpoint/bucket/key`.
-    pub fn url(&self, room_name: Option<&str>) -> Option<String> {
-        if let Some(l) = &self.location {
-            return Some(l.clone());
-        }
-        match (&self.endpoint, &self.bucket, self.key(room_name)) {
-            (Some(e), Some(b), Some(k)) => Some(format!("{}/{b}/{k}", e.trim_end_matches('/'))),
+    /// Where the object's URL starts when the event gives no location: `endpoint/bucket/`
+    /// (the seed's rule; the merge appends the object key, `egress_merge!` in apply.rs).
+    pub fn url_prefix(&self) -> Option<String> {
+        match (&self.endpoint, &self.bucket) {
+            (Some(e), Some(b)) => Some(format!("{}/{b}/", e.trim_end_matches('/'))),
             _ => None,
         }
     }
@@ -492,19 +479,16 @@ mod tests {
             parse(&json!({"event":"egress_ended","id":"E","room":{"sid":"RM","name":"room-1"},"egressInfo":info})).unwrap().egress.unwrap()
         };
         let s3 = json!({"roomComposite":{"fileOutputs":[{"s3":{"endpoint":"https://x/s3/","bucket":"b"}}]}});
-        let mut with_file = s3.clone();
-        with_file["fileResults"] = json!([{"filename":"k/a.ogg"}]);
         assert_eq!(
-            e(with_file).url(Some("room-1")).as_deref(),
-            Some("https://x/s3/b/k/a.ogg")
+            e(s3.clone()).url_prefix().as_deref(),
+            Some("https://x/s3/b/")
         );
-        assert_eq!(
-            e(s3.clone()).url(Some("room-1")).as_deref(),
-            Some("https://x/s3/b/room-1")
-        );
-        let mut located = s3;
-        located["fileResults"] = json!([{"filename":"k","location":"https://loc"}]);
-        assert_eq!(e(located).url(None).as_deref(), Some("https://loc"));
+        let mut no_bucket = s3;
+        no_bucket["roomComposite"]["fileOutputs"][0]["s3"]
+            .as_object_mut()
+            .unwrap()
+            .remove("bucket");
+        assert_eq!(e(no_bucket).url_prefix(), None);
         assert_eq!(e(json!({"status":3})).status, EgressStatus::Complete);
         assert_eq!(e(json!({})).status, EgressStatus::Starting);
     }

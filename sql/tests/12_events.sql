@@ -5,7 +5,7 @@
 -- The Realtime checks need the optional fixture sql/tests/setup/supabase_realtime.sql; without
 -- it they are skipped, and the writes must still work.
 begin;
-select plan(37);
+select plan(39);
 
 create function pg_temp.rt() returns boolean
 language sql stable as $$ select to_regclass('realtime.messages') is not null $$;
@@ -127,6 +127,21 @@ select isnt(fred_test.rpc1('authenticated', '00000000-0000-0000-0000-00000000000
 select fred_test.rpc1('service_role', null, 'fred_upsert_session', '{"room_name": "ev12-unowned"}');
 select pg_temp.sent(jsonb_build_array(pg_temp.m('{created}', 'active', null, '00000000-0000-0000-0000-00000000000a')),
   'created: on the owner''s topic; a session without an owner goes to NOTIFY only');
+
+-- 4b. An egress event that also names the room's owner: the owner, then the recording state,
+--     each its own event, on both installs (the extension merges both in one statement otherwise).
+select pg_temp.take();
+select fred.apply_livekit_event('{"event": "room_started", "id": "EV_o1", "createdAt": "1795511000",
+  "room": {"sid": "RM_ev12o", "name": "ev12-owner"}}');
+select pg_temp.take();
+select is(fred.apply_livekit_event('{"event": "egress_started", "id": "EV_o2", "createdAt": "1795511001",
+  "room": {"sid": "RM_ev12o", "name": "ev12-owner", "metadata": "{\"user_id\": \"00000000-0000-0000-0000-00000000000b\"}"},
+  "egressInfo": {"egressId": "EG_ev12o", "status": "EGRESS_STARTING", "updatedAt": "5"}}'), 'applied',
+  'an egress event with the owner in the room''s metadata applies');
+select pg_temp.sent(jsonb_build_array(
+    pg_temp.m('{recording_status}', 'active', 'starting', '00000000-0000-0000-0000-00000000000b'),
+    pg_temp.m('{user_id}', 'active', null, '00000000-0000-0000-0000-00000000000b')),
+  'the owner and the recording state change in two steps: two events, the first without the recording state');
 
 -- 5. Privacy: Realtime lets a user join only their own topic (the policy on realtime.messages,
 --    checked as Realtime checks it: the request's role and JWT claims, realtime.topic set).

@@ -1,7 +1,7 @@
 -- Speed without weaker rules (issue 13): the transcript digest on the row, the transcript check on
 -- the jsonb's binary form (extension), and fred_persist_transcript's repeat test by digest.
 begin;
-select plan(23);
+select plan(25);
 
 \set alice '''aaaaaaaa-0000-4000-8000-00000000000a'''
 
@@ -125,6 +125,19 @@ select case when fred_test.is_extension()
           'c', 'extension: the digest is Rust (SHA-256 of the binary form)')
   else is((select l.lanname from pg_proc p join pg_language l on l.oid = p.prolang where p.oid = 'fred.transcript_digest(jsonb)'::regprocedure),
           'plpgsql', 'SQL install: the digest is SHA-256 of the text form') end;
+
+-- The room lock: the extension takes fred.lock_room's advisory lock without a statement; it must
+-- be the same lock, or an event and the app's fred_upsert_session could bind two sessions.
+select fred.apply_livekit_event('{"event": "room_started", "id": "EV_lock15", "createdAt": "1795511000",
+  "room": {"sid": "RM_lock15", "name": "lock-15"}}');
+create temp table lock15 as
+  select count(*) as n from pg_locks where locktype = 'advisory' and pid = pg_backend_pid();
+select fred.lock_room('lock-15');
+select is((select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()),
+          (select n from lock15), 'a new room''s first event holds fred.lock_room''s lock: taking it again adds none');
+select fred.lock_room('lock-15-other');
+select is((select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()),
+          (select n + 1 from lock15), 'another room''s lock is another lock');
 
 select * from finish();
 rollback;
