@@ -28,6 +28,11 @@ while read -r version _commit files; do
         echo "-- sql/supabase/migrations/$f"
         cat "sql/supabase/migrations/$f"
       done
+      if [ -f "extension/upgrade/fred--$prev--$version.final.sql" ]; then
+        echo
+        echo "-- extension/upgrade/fred--$prev--$version.final.sql"
+        cat "extension/upgrade/fred--$prev--$version.final.sql"
+      fi
     } > "$tmp"
     if [ "$check" = --check ]; then
       if ! cmp -s "$tmp" "$out"; then

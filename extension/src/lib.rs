@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 
 mod apply;
 mod batch;
+mod change_events;
 mod error;
 mod event;
 mod guc;
@@ -164,7 +165,13 @@ extension_sql_file!(
 extension_sql_file!(
     "../../sql/supabase/migrations/20261201000009_fred_speed.sql",
     name = "v0_2_0_speed",
-    requires = ["v0_2_0_adoption", apply_event_batch],
+    requires = ["v0_2_0_adoption", apply_event_batch]
+);
+// The extension's replacements of shared PL/pgSQL definitions, last (as in the upgrade script).
+extension_sql_file!(
+    "../upgrade/fred--0.1.0--0.2.0.final.sql",
+    name = "v0_2_0_final",
+    requires = ["v0_2_0_speed"],
     finalize
 );
 

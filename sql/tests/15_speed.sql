@@ -1,7 +1,7 @@
 -- Speed without weaker rules (issue 13): the transcript digest on the row, the transcript check on
 -- the jsonb's binary form (extension), and fred_persist_transcript's repeat test by digest.
 begin;
-select plan(25);
+select plan(26);
 
 \set alice '''aaaaaaaa-0000-4000-8000-00000000000a'''
 
@@ -125,6 +125,12 @@ select case when fred_test.is_extension()
           'c', 'extension: the digest is Rust (SHA-256 of the binary form)')
   else is((select l.lanname from pg_proc p join pg_language l on l.oid = p.prolang where p.oid = 'fred.transcript_digest(jsonb)'::regprocedure),
           'plpgsql', 'SQL install: the digest is SHA-256 of the text form') end;
+
+select is((select l.lanname || ' ' || (p.prosecdef)::text || ' ' || array_to_string(p.proconfig, ',')
+             from pg_proc p join pg_language l on l.oid = p.prolang
+            where p.oid = 'fred.coaching_sessions_events()'::regprocedure),
+          case when fred_test.is_extension() then 'c' else 'plpgsql' end || ' true search_path=pg_catalog, pg_temp',
+          'the change-event trigger: Rust in the extension, PL/pgSQL in the SQL install; SECURITY DEFINER, fixed search_path');
 
 -- The room lock: the extension takes fred.lock_room's advisory lock without a statement; it must
 -- be the same lock, or an event and the app's fred_upsert_session could bind two sessions.

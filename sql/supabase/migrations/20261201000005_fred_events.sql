@@ -84,6 +84,27 @@ as $$
     'has_summary', coalesce($5, false), 'changed', pg_catalog.to_jsonb($6))
 $$;
 
+-- Realtime's half of sending an event: the owner's private topic, where realtime.send exists.
+-- Never fails: a failure is a WARNING. SECURITY DEFINER: the writer needs no rights on Realtime.
+-- (The extension's change-event trigger, in Rust, sends NOTIFY itself and calls this.)
+create or replace function fred.realtime_send(owner uuid, payload jsonb) returns void
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if realtime_send.owner is null
+     or pg_catalog.to_regprocedure('realtime.send(jsonb, text, text, boolean)') is null then
+    return;
+  end if;
+  begin
+    perform realtime.send(realtime_send.payload, 'session_changed',
+                          'fred:user:' || realtime_send.owner::text, true);
+  exception when others then
+    raise warning 'fred: realtime.send failed (%): %; the change is stored', sqlstate, sqlerrm;
+  end;
+end
+$$;
+
 -- Sends one event: NOTIFY fred_sessions always; Realtime's private topic of the owner where
 -- realtime.send exists. Never fails: each way out is tried on its own and a failure is a WARNING.
 -- SECURITY DEFINER: the writer (fred_syncd, a user's API call) needs no rights on Realtime.
@@ -97,23 +118,18 @@ begin
   exception when others then
     raise warning 'fred: NOTIFY fred_sessions failed (%): %; the change is stored', sqlstate, sqlerrm;
   end;
-  if emit_session_event.owner is null
-     or pg_catalog.to_regprocedure('realtime.send(jsonb, text, text, boolean)') is null then
-    return;
+  if emit_session_event.owner is not null
+     and pg_catalog.to_regprocedure('realtime.send(jsonb, text, text, boolean)') is not null then
+    perform fred.realtime_send(emit_session_event.owner, emit_session_event.payload);
   end if;
-  begin
-    perform realtime.send(emit_session_event.payload, 'session_changed',
-                          'fred:user:' || emit_session_event.owner::text, true);
-  exception when others then
-    raise warning 'fred: realtime.send failed (%): %; the change is stored', sqlstate, sqlerrm;
-  end;
 end
 $$;
 
 -- After a session is created or one of its watched fields changes (the triggers' WHEN clauses
 -- leave out writes that change nothing watched, so a duplicate event or a no-op persist emits
 -- nothing). A row that arrives with an earlier created_at is a restored one (pg_restore's COPY),
--- not a new session: it emits nothing.
+-- not a new session: it emits nothing. The extension replaces this function with the same rule
+-- in Rust (extension/src/change_events.rs); the tests hold both to the same messages.
 create or replace function fred.coaching_sessions_events() returns trigger
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -376,7 +392,8 @@ begin
   foreach v_role in array array['anon', 'authenticated', 'service_role', 'fred_syncd'] loop
     if exists (select 1 from pg_catalog.pg_roles where rolname = v_role) then
       foreach v_fn in array array['fred.session_event(uuid, text, text, text, boolean, text[])',
-                                  'fred.emit_session_event(uuid, jsonb)', 'fred.coaching_sessions_events()',
+                                  'fred.emit_session_event(uuid, jsonb)', 'fred.realtime_send(uuid, jsonb)',
+                                  'fred.coaching_sessions_events()',
                                   'fred.livekit_events_tombstone()', 'fred.coaching_sessions_tombstone()',
                                   'fred.erase_session(uuid)', 'fred.auth_user_deleted()',
                                   'fred.delete_session(uuid)', 'public.fred_delete_session(uuid)'] loop
