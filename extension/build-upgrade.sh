@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the extension's upgrade scripts, extension/sql/fred--OLD--NEW.sql, from sql/releases:
 # the optional Rust-side part extension/upgrade/fred--OLD--NEW.sql (functions the compiled engine
-# adds or changes), then the shared migration files the new release added, in order. One set of
-# files thus makes both installs, and they cannot drift.
+# adds or changes), then the shared migration files the new release added, in order, then the
+# optional extension/upgrade/fred--OLD--NEW.final.sql (the extension's replacements of shared
+# PL/pgSQL definitions; a fresh install runs it last too, extension/src/lib.rs). One set of files
+# thus makes both installs, and they cannot drift.
 #   --check: change nothing; fail when a committed script differs from what would be built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
