@@ -12,12 +12,14 @@ use pgrx::spi::{OwnedPreparedStatement, Spi, SpiClient, SpiTupleTable};
 use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 thread_local! {
     /// Plans kept for the life of the backend: each statement is parsed and planned once, not
     /// on every event (Postgres's plan cache still revalidates them after DDL). Keyed by the
     /// statement's address and length: hashing its text on every call cost more than its lookup.
-    static PLANS: RefCell<HashMap<(usize, usize), OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+    /// Shared (`Rc`) so that a trigger fired by one statement can run its own (`tombstone.rs`).
+    static PLANS: RefCell<HashMap<(usize, usize), Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
 }
 
 /// Runs one of this module's statements through its kept plan.
@@ -26,20 +28,22 @@ pub(crate) fn run<'c>(
     sql: &'static str,
     args: &[DatumWithOid<'_>],
 ) -> SpiTupleTable<'c> {
-    PLANS.with(|plans| {
-        let mut plans = plans.borrow_mut();
-        let key = (sql.as_ptr() as usize, sql.len());
-        let plan = plans.entry(key).or_insert_with(|| {
-            let types: Vec<PgOid> = args.iter().map(|a| PgOid::from_untagged(a.oid())).collect();
+    let key = (sql.as_ptr() as usize, sql.len());
+    let kept = PLANS.with(|plans| plans.borrow().get(&key).cloned());
+    let plan = kept.unwrap_or_else(|| {
+        let types: Vec<PgOid> = args.iter().map(|a| PgOid::from_untagged(a.oid())).collect();
+        let plan = Rc::new(
             client
                 .prepare_mut(sql, &types)
                 .expect("fred: prepare")
-                .keep()
-        });
-        client
-            .update(&*plan, None, args)
-            .expect("fred: SPI statement failed")
-    })
+                .keep(),
+        );
+        PLANS.with(|plans| plans.borrow_mut().insert(key, Rc::clone(&plan)));
+        plan
+    });
+    client
+        .update(&*plan, None, args)
+        .expect("fred: SPI statement failed")
 }
 
 fn one_text(
@@ -158,8 +162,8 @@ macro_rules! room_update {
 
 /// An applicable event of a room with a sid, in one statement: the ledger insert (`$6` event id,
 /// `$7` type, `$8` room name, `$9` outcome; sid and time as in the merge) and, when the ledger
-/// took the id, the merge on the session of that sid. Exactly one row: whether the ledger took
-/// the id, then the merged row's id, or NULL when no session has that sid yet.
+/// took the id, the merge on the session of that sid. One row when the ledger took the id (none
+/// for a duplicate): the merged row's id, or NULL when no session has that sid yet.
 macro_rules! ledger_and_merge {
     ($more:expr) => {
         concat!(
@@ -170,7 +174,7 @@ macro_rules! ledger_and_merge {
      u as (",
             room_update!($more, "where s.room_sid = $1 and exists (select 1 from l)"),
             ")
-     select (select count(*) from l)::int4, u.id from (select 1) one left join u on true"
+     select (select u.id from u) from l"
         )
     };
 }
@@ -286,12 +290,11 @@ pub(crate) fn apply_parsed(client: &mut SpiClient<'_>, ev: &Event) -> &'static s
             Merge::Room => (LEDGER_AND_MERGE, false),
             Merge::RoomAndEgress => (LEDGER_AND_MERGE_EGRESS, true),
         };
-        let row = run(client, sql, &args(sid, true, eg)).first();
-        let fresh: i32 = row.get(1).expect("fresh").unwrap_or(0);
-        if fresh == 0 {
+        let table = run(client, sql, &args(sid, true, eg));
+        if table.is_empty() {
             return "duplicate";
         }
-        merged = row.get(2).expect("id");
+        merged = table.first().get_one().expect("id");
     } else {
         let fresh = one_text(
             client,

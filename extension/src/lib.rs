@@ -13,6 +13,7 @@ mod error;
 mod event;
 mod guc;
 mod jsonb;
+mod tombstone;
 mod transcript;
 
 ::pgrx::pg_module_magic!(name, version);

@@ -8,3 +8,10 @@ create or replace function fred.coaching_sessions_events() returns trigger
 language c security definer
 set search_path = pg_catalog, pg_temp
 as 'MODULE_PATHNAME', 'coaching_sessions_events_wrapper';
+
+-- The ledger's tombstone (20261201000005_fred_events.sql, "Tombstones"), in Rust:
+-- extension/src/tombstone.rs.
+create or replace function fred.livekit_events_tombstone() returns trigger
+language c security definer
+set search_path = pg_catalog, pg_temp
+as 'MODULE_PATHNAME', 'livekit_events_tombstone_wrapper';

@@ -3,7 +3,7 @@
 -- (sql side; syncd/tests/erasure.rs deletes a real object); the tombstone against a redelivered
 -- webhook and a late event; a content-free change event.
 begin;
-select plan(44);
+select plan(45);
 
 create function pg_temp.rt() returns boolean
 language sql stable as $$ select to_regclass('realtime.messages') is not null $$;
@@ -137,6 +137,10 @@ select is((select count(*)::int from fred.coaching_sessions where room_sid = 'RM
           'no session came back');
 select is((select string_agg(outcome || ':' || coalesce(room_name, '-'), ',') from fred.livekit_events where event_id like 'EV_late_%' or event_id = 'SY_late_er1'),
           'ignored:-,ignored:-,ignored:-,ignored:-', 'the late events are in the ledger as ignored, without a room name');
+select is((select count(*)::int from fred.livekit_events l join fred_test.call_events e on l.event_id = 'EV_late_' || e.seq
+            where l.created_at is not distinct from timestamptz 'epoch' + (e.body ->> 'createdAt')::bigint * interval '1 second'
+              and l.room_sid = 'RM_er1' and l.event_type = e.body ->> 'event'),
+          3, 'each keeps its id, type, room sid and time');
 select is(fred_test.sqlstate($$ insert into fred.coaching_sessions (room_name, room_sid) values ('x', 'RM_er1') $$), '40001',
           'no writer may give a session an erased room''s sid (a writer racing the erasure retries, then stops at the ledger)');
 -- The room name itself is free again: a new call of the same name is a new session.
