@@ -45,7 +45,8 @@ fn uuid(t: &PgHeapTuple<'_, AllocatedByPostgres>, col: &str) -> Option<pgrx::Uui
         .unwrap_or_else(|e| panic!("fred: {col}: {e}"))
 }
 
-fn text(t: &PgHeapTuple<'_, AllocatedByPostgres>, col: &str) -> Option<String> {
+/// A text column of a trigger's row (also the tombstone's, `tombstone.rs`).
+pub(crate) fn text(t: &PgHeapTuple<'_, AllocatedByPostgres>, col: &str) -> Option<String> {
     t.get_by_name::<String>(col)
         .unwrap_or_else(|e| panic!("fred: {col}: {e}"))
 }

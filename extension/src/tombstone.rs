@@ -8,6 +8,7 @@
 //! Installed over the shared definition by `extension/upgrade/fred--0.1.0--0.2.0.final.sql`.
 
 use crate::apply::run;
+use crate::change_events::text;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::spi::Spi;
@@ -17,11 +18,6 @@ const ERASED: &str = "select 1 from fred.erased_rooms r where r.room_sid = $1";
 const IGNORED: &str = "insert into fred.livekit_events (event_id, event_type, room_sid, room_name, created_at, outcome)
      values ($1, $2, $3, null, $4, 'ignored')
      on conflict (event_id) do nothing";
-
-fn text(t: &PgHeapTuple<'_, AllocatedByPostgres>, col: &str) -> Option<String> {
-    t.get_by_name::<String>(col)
-        .unwrap_or_else(|e| panic!("fred: {col}: {e}"))
-}
 
 /// Before a ledger row that is being applied now is inserted (the trigger's `WHEN`).
 #[pg_trigger(sql = false)]
