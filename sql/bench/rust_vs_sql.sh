@@ -50,6 +50,7 @@
 # each measurement also runs `perf record -a -g` for its middle seconds, and prints where
 # Postgres' time went per 1000 transactions (sql/bench/perf_costs.py). perf slows the server,
 # so take ratios from a run without it, e.g. BENCH_PERF=1 BENCH_ROUNDS=1 BENCH_SYNC_MODES=off.
+# BENCH_PERF_KEEP=DIR keeps each recording as DIR/perf_WORKLOAD_CASE_SYNC.data, for `perf report`.
 #
 # Idempotent: drops and recreates fred_bench_ext / fred_bench_sql, and drops them at the end.
 # Connection: PGHOST (127.0.0.1), PGPORT (5432), PGUSER (postgres); trust or ~/.pgpass. Only
@@ -229,6 +230,9 @@ measure() {  # workload case round db script secs sync
                                           END {print n + 0}' "$out")
     echo "profile: $w $c sync=$sync, ${perf_secs} s, $txns transactions (tps under perf: $(awk '/^tps = /{print $3; exit}' "$out"))"
     perf script -F comm,ip,sym,dso -i "$WORK/perf.data" 2>/dev/null | python3 "$ROOT/sql/bench/perf_costs.py" "$txns"
+    if [ -n "${BENCH_PERF_KEEP:-}" ]; then  # a directory: keep the recording for `perf report`
+      mkdir -p "$BENCH_PERF_KEEP" && mv "$WORK/perf.data" "$BENCH_PERF_KEEP/perf_${w}_${c}_${sync}.data"
+    fi
     rm -f "$WORK/perf.data"
   fi
   tps=$(awk '/^tps = /{print $3; exit}' "$out")
