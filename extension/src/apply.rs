@@ -162,59 +162,21 @@ macro_rules! room_update {
 
 /// An applicable event of a room with a sid, in one statement: the ledger insert (`$6` event id,
 /// `$7` type, `$8` room name, `$9` outcome; sid and time as in the merge) and, when the ledger
-/// took the id as applied, the merge on the session of that sid. One row when it did (none for a
-/// duplicate, or an erased room): the merged row's id, or NULL when no session has that sid yet.
-///
-/// The ledger's tombstone is applied here, as its trigger would (`tombstone.rs`): an erased
-/// room's event goes in as `ignored`, without its room name, and reads as a duplicate. The
-/// trigger then skips its own lookup of this row (`ErasureChecked`).
+/// took the id, the merge on the session of that sid. One row when the ledger took the id (none
+/// for a duplicate): the merged row's id, or NULL when no session has that sid yet.
 macro_rules! ledger_and_merge {
     ($more:expr) => {
         concat!(
-            "with e as (select exists (select 1 from fred.erased_rooms r where r.room_sid = $1) as erased),
-     l as (
+            "with l as (
        insert into fred.livekit_events (event_id, event_type, room_sid, room_name, created_at, outcome)
-       select $6, $7, $1, case when e.erased then null else $8 end,
-              timestamptz 'epoch' + $3 * interval '1 microsecond',
-              case when e.erased then 'ignored' else $9 end
-         from e
-       on conflict (event_id) do nothing returning outcome),
+       values ($6, $7, $1, $8, timestamptz 'epoch' + $3 * interval '1 microsecond', $9)
+       on conflict (event_id) do nothing returning event_id),
      u as (",
-            room_update!(
-                $more,
-                "where s.room_sid = $1 and exists (select 1 from l where l.outcome = 'applied')"
-            ),
+            room_update!($more, "where s.room_sid = $1 and exists (select 1 from l)"),
             ")
-     select (select u.id from u) from l where l.outcome = 'applied'"
+     select (select u.id from u) from l"
         )
     };
-}
-
-thread_local! {
-    /// The event id whose ledger row the running statement has checked against the erased rooms
-    /// itself (`ledger_and_merge!`). Rust memory, so no SQL can set it.
-    static ERASURE_CHECKED: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Marks `event_id` as checked for the life of the value, also when the statement fails.
-struct ErasureChecked;
-
-impl ErasureChecked {
-    fn mark(event_id: &str) -> Self {
-        ERASURE_CHECKED.with(|c| *c.borrow_mut() = Some(event_id.to_owned()));
-        ErasureChecked
-    }
-}
-
-impl Drop for ErasureChecked {
-    fn drop(&mut self) {
-        ERASURE_CHECKED.with(|c| *c.borrow_mut() = None);
-    }
-}
-
-/// Whether the running engine statement has already applied the tombstone to this ledger row.
-pub(crate) fn erasure_checked(event_id: Option<&str>) -> bool {
-    ERASURE_CHECKED.with(|c| c.borrow().as_deref().is_some_and(|id| Some(id) == event_id))
 }
 
 /// Which merge an event needs: the room's alone, or the room's and the egress's in one
@@ -328,10 +290,7 @@ pub(crate) fn apply_parsed(client: &mut SpiClient<'_>, ev: &Event) -> &'static s
             Merge::Room => (LEDGER_AND_MERGE, false),
             Merge::RoomAndEgress => (LEDGER_AND_MERGE_EGRESS, true),
         };
-        let table = {
-            let _checked = ErasureChecked::mark(&ev.id);
-            run(client, sql, &args(sid, true, eg))
-        };
+        let table = run(client, sql, &args(sid, true, eg));
         if table.is_empty() {
             return "duplicate";
         }

@@ -4,12 +4,10 @@
 //! same rule as the SQL install's PL/pgSQL trigger, which fires under the same shared `WHEN`
 //! clause; `13_erasure.sql` holds both installs to the same outcome. It runs on every event
 //! (eight per call), where one PL/pgSQL call with its SPI query cost more than the rest of it.
-//! The extension's per-event statement applies the rule itself; the trigger then only lets its
-//! row through (`apply::erasure_checked`) and keeps the rule for the batch and every other writer.
 //!
 //! Installed over the shared definition by `extension/upgrade/fred--0.1.0--0.2.0.final.sql`.
 
-use crate::apply::{erasure_checked, run};
+use crate::apply::run;
 use crate::change_events::text;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
@@ -29,10 +27,6 @@ fn livekit_events_tombstone<'a>(
     let Some(new) = trigger.new() else {
         return Ok(None);
     };
-    // The engine's own ledger statement already applied the rule to this row (apply.rs).
-    if erasure_checked(text(&new, "event_id").as_deref()) {
-        return Ok(Some(new));
-    }
     let Some(sid) = text(&new, "room_sid") else {
         return Ok(Some(new));
     };
