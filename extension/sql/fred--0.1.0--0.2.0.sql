@@ -1785,3 +1785,10 @@ create or replace function fred.livekit_events_tombstone() returns trigger
 language c security definer
 set search_path = pg_catalog, pg_temp
 as 'MODULE_PATHNAME', 'livekit_events_tombstone_wrapper';
+
+-- The table's tombstone (20261201000005_fred_events.sql, "Tombstones"), in Rust, with the same
+-- lookup: extension/src/tombstone.rs.
+create or replace function fred.coaching_sessions_tombstone() returns trigger
+language c security definer
+set search_path = pg_catalog, pg_temp
+as 'MODULE_PATHNAME', 'coaching_sessions_tombstone_wrapper';

@@ -3,7 +3,7 @@
 -- (sql side; syncd/tests/erasure.rs deletes a real object); the tombstone against a redelivered
 -- webhook and a late event; a content-free change event.
 begin;
-select plan(45);
+select plan(49);
 
 create function pg_temp.rt() returns boolean
 language sql stable as $$ select to_regclass('realtime.messages') is not null $$;
@@ -143,9 +143,23 @@ select is((select count(*)::int from fred.livekit_events l join fred_test.call_e
           3, 'each keeps its id, type, room sid and time');
 select is(fred_test.sqlstate($$ insert into fred.coaching_sessions (room_name, room_sid) values ('x', 'RM_er1') $$), '40001',
           'no writer may give a session an erased room''s sid (a writer racing the erasure retries, then stops at the ledger)');
+-- Any writer's ledger row meets the tombstone, not only the engines'.
+insert into fred.livekit_events (event_id, event_type, room_sid, room_name, created_at, outcome)
+values ('EV_direct_er1', 'participant_left', 'RM_er1', 'room-er1', now(), 'applied');
+select is((select outcome || ':' || coalesce(room_name, '-') from fred.livekit_events where event_id = 'EV_direct_er1'),
+          'ignored:-', 'a direct ledger insert of an erased room''s event: ignored, without its room name');
+-- The lookup compares the sid exactly, under the column's collation (the extension probes the
+-- primary key's index itself): a sid that differs only in case or accent is another room.
+insert into fred.erased_rooms (room_sid) values ('RM_Ünï_er');
+select is(fred.apply_livekit_event('{"event": "participant_joined", "id": "EV_uni_er1", "room": {"sid": "RM_Ünï_er", "name": "room-uni"}}'),
+          'duplicate', 'an event of an erased room whose sid is not ASCII: duplicate');
+select is(fred.apply_livekit_event('{"event": "participant_joined", "id": "EV_uni_er2", "room": {"sid": "RM_ünï_er", "name": "room-uni"}}'),
+          'applied', 'a sid that differs from an erased one only in case is another room: applied');
 -- The room name itself is free again: a new call of the same name is a new session.
 select is(fred.apply_livekit_event('{"event": "room_started", "id": "EV_er1_new", "room": {"sid": "RM_er1_new", "name": "room-er1"}}'),
           'applied', 'a new room of the same name applies');
+select throws_ok($$ update fred.coaching_sessions set room_sid = 'RM_er1' where room_sid = 'RM_er1_new' $$, '40001',
+                 'fred: room RM_er1 was erased', 'nor move a session onto it, with the same error from both installs');
 select is((select count(*)::int from fred.coaching_sessions where room_name = 'room-er1'), 1, 'and is a new session');
 
 -- 6. service_role erases any session, owned or not; a user cannot erase an unowned one.

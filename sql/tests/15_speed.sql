@@ -1,7 +1,7 @@
 -- Speed without weaker rules (issue 13): the transcript digest on the row, the transcript check on
 -- the jsonb's binary form (extension), and fred_persist_transcript's repeat test by digest.
 begin;
-select plan(27);
+select plan(28);
 
 \set alice '''aaaaaaaa-0000-4000-8000-00000000000a'''
 
@@ -136,6 +136,11 @@ select is((select l.lanname || ' ' || (p.prosecdef)::text || ' ' || array_to_str
             where p.oid = 'fred.livekit_events_tombstone()'::regprocedure),
           case when fred_test.is_extension() then 'c' else 'plpgsql' end || ' true search_path=pg_catalog, pg_temp',
           'the ledger''s tombstone trigger: Rust in the extension, PL/pgSQL in the SQL install; SECURITY DEFINER, fixed search_path');
+select is((select l.lanname || ' ' || (p.prosecdef)::text || ' ' || array_to_string(p.proconfig, ',')
+             from pg_proc p join pg_language l on l.oid = p.prolang
+            where p.oid = 'fred.coaching_sessions_tombstone()'::regprocedure),
+          case when fred_test.is_extension() then 'c' else 'plpgsql' end || ' true search_path=pg_catalog, pg_temp',
+          'the table''s tombstone trigger: Rust in the extension, PL/pgSQL in the SQL install; SECURITY DEFINER, fixed search_path');
 
 -- The room lock: the extension takes fred.lock_room's advisory lock without a statement; it must
 -- be the same lock, or an event and the app's fred_upsert_session could bind two sessions.
