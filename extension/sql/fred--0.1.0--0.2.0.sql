@@ -1397,6 +1397,9 @@ select fred.mark_tables_for_dump();
 --      room name in one indexed statement, and compares digests, not transcripts; its statements
 --      keep generic plans, and a transcript-only call does not name the outcome columns;
 --   5. a LiveKit event's room merge is a HOT update (no index holds last_event_at).
+--   6. a new room's session is inserted with its owner (the room's metadata), so its first change
+--      event is one `created` on the owner's topic, not `created` then `user_id`; the extension
+--      also inserts it with the first event's merged times, one statement fewer per call.
 -- The transcript check itself is the engine's: in the extension, Rust walks the jsonb's binary
 -- form (no text, no tree) and hashes the binary; the SQL install's is PL/pgSQL
 -- (20261124000001_fred_engine.sql, 20261201000008_fred_engine.sql).
@@ -1766,6 +1769,47 @@ begin
   end loop;
 end
 $grants$;
+
+-- ---------------------------------------------------------------------------------------------
+-- 6. The session of a room instance (20261124000002_fred_core.sql), a new one inserted with its
+-- owner: one `created` event, on the owner's topic (the engines' merge would set it next anyway).
+create or replace function fred.session_for(room_sid text, room_name text, owner uuid) returns uuid
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_name    text := coalesce(session_for.room_name, session_for.room_sid);
+  v_session uuid;
+begin
+  if session_for.room_sid is not null then
+    select s.id into v_session from fred.coaching_sessions s where s.room_sid = session_for.room_sid for update;
+    if v_session is not null then
+      return v_session;
+    end if;
+  end if;
+  perform fred.lock_room(v_name);
+  select s.id into v_session
+    from fred.coaching_sessions s
+   where s.room_name = v_name and (s.room_sid is null or session_for.room_sid is null)
+     and (s.user_id is null or session_for.owner is null or s.user_id = session_for.owner)
+   order by s.created_at desc
+   limit 1
+   for update;
+  if v_session is not null then
+    if session_for.room_sid is not null then
+      update fred.coaching_sessions s set room_sid = session_for.room_sid, updated_at = pg_catalog.now() where s.id = v_session;
+    end if;
+    return v_session;
+  end if;
+  insert into fred.coaching_sessions as s (room_name, room_sid, user_id) values (v_name, session_for.room_sid, session_for.owner)
+  on conflict on constraint coaching_sessions_room_sid_key do nothing
+  returning s.id into v_session;
+  if v_session is null then
+    select s.id into v_session from fred.coaching_sessions s where s.room_sid = session_for.room_sid for update;
+  end if;
+  return v_session;
+end
+$$;
 
 -- extension/upgrade/fred--0.1.0--0.2.0.final.sql
 -- The extension's own definitions that replace a shared PL/pgSQL one, run after the shared

@@ -207,16 +207,23 @@ const BY_SID: &str =
 
 /// Under the room lock, in one statement: the newest session of that name not yet bound to a
 /// room whose owner does not contradict the room's metadata (`$1` name, `$2` sid, `$3` owner),
-/// locked; else a new session, inserted. Returns the found id, then the inserted id (both NULL
-/// when a session of that sid appeared since the lookup by sid: the insert's conflict).
+/// locked; else a new session, inserted with its owner and, when `$4`, with the event's room
+/// merge already applied (`$5` room creation, `$6` event time): `room_merge!` on a new row that
+/// the event does not finish, which the differential suite holds equal. Returns the found id,
+/// then the inserted id (both NULL when a session of that sid appeared since the lookup by sid:
+/// the insert's conflict).
 const FIND_OR_INSERT: &str = "with f as (
        select s.id from fred.coaching_sessions s
         where s.room_name = $1 and (s.room_sid is null or $2::text is null)
           and (s.user_id is null or $3::uuid is null or s.user_id = $3::uuid)
         order by s.created_at desc limit 1 for update),
      i as (
-       insert into fred.coaching_sessions (room_name, room_sid)
-       select $1, $2 where not exists (select 1 from f)
+       insert into fred.coaching_sessions (room_name, room_sid, user_id, started_at, last_event_at)
+       select $1, $2, $3::uuid,
+              case when $4 then least(timestamptz 'epoch' + $5 * interval '1 microsecond',
+                                      timestamptz 'epoch' + $6 * interval '1 microsecond') end,
+              case when $4 then coalesce(timestamptz 'epoch' + $6 * interval '1 microsecond', now()) end
+        where not exists (select 1 from f)
        on conflict (room_sid) do nothing returning id)
      select (select f.id::text from f), (select i.id::text from i)";
 
@@ -318,13 +325,17 @@ pub(crate) fn apply_parsed(client: &mut SpiClient<'_>, ev: &Event) -> &'static s
     let id = match merged {
         Some(id) => id,
         None => {
-            let id = session_for(
-                client,
-                ev.room_sid(),
-                ev.room_name(),
-                ev.room.user_id.as_deref(),
-                sid_looked_up,
-            );
+            // A new session can be inserted with the room merge applied, unless the event
+            // finishes the room (its `status` change is an event of its own) or also merges the
+            // egress in the same statement.
+            let merge_on_insert = !finished && merge == Merge::Room;
+            let (id, merged_on_insert) = session_for(client, ev, sid_looked_up, merge_on_insert);
+            if merged_on_insert {
+                if ev.egress.is_some() {
+                    run(client, EGRESS_UPDATE, &args(&id, false, true));
+                }
+                return "applied";
+            }
             let (sql, eg) = match merge {
                 Merge::Room => (ROOM_UPDATE, false),
                 Merge::RoomAndEgress => (ROOM_UPDATE_EGRESS, true),
@@ -373,24 +384,35 @@ fn egress_args(eg: &Egress) -> [DatumWithOid<'static>; 14] {
 /// bound to a room (the app's `fred_upsert_session`) whose owner does not contradict the room's
 /// metadata; else a new one. `sid_looked_up`: the caller's statement just found no session of
 /// that sid, so the lookup by sid is not repeated (one that appears since is caught by the
-/// insert's conflict, below).
+/// insert's conflict, below). `merge_on_insert`: a new session gets the event's room merge in its
+/// insert; the second value says it did (the session is new and merged).
 fn session_for(
     client: &mut SpiClient<'_>,
-    sid: Option<&str>,
-    name: Option<&str>,
-    owner: Option<&str>,
+    ev: &Event,
     sid_looked_up: bool,
-) -> String {
+    merge_on_insert: bool,
+) -> (String, bool) {
+    let (sid, owner) = (ev.room_sid(), ev.room.user_id.as_deref());
     if !sid_looked_up && let Some(id) = sid.and_then(|sid| one_text(client, BY_SID, &[sid.into()]))
     {
-        return id;
+        return (id, false);
     }
-    let name = name.or(sid).expect("parse() guarantees a room sid or name");
+    let name = ev
+        .room_name()
+        .or(sid)
+        .expect("parse() guarantees a room sid or name");
     lock_room(name);
     let row = run(
         client,
         FIND_OR_INSERT,
-        &[name.into(), sid.into(), owner.into()],
+        &[
+            name.into(),
+            sid.into(),
+            owner.into(),
+            merge_on_insert.into(),
+            ev.room.created_us.into(),
+            ev.created_us.into(),
+        ],
     )
     .first();
     let found: Option<String> = row.get(1).expect("found");
@@ -399,9 +421,14 @@ fn session_for(
         if sid.is_some() {
             run(client, BIND_SID, &[id.as_str().into(), sid.into()]);
         }
-        return id;
+        return (id, false);
     }
-    inserted.unwrap_or_else(|| {
-        one_text(client, BY_SID, &[sid.into()]).expect("fred: a conflicting room_sid row exists")
-    })
+    match inserted {
+        Some(id) => (id, merge_on_insert),
+        None => (
+            one_text(client, BY_SID, &[sid.into()])
+                .expect("fred: a conflicting room_sid row exists"),
+            false,
+        ),
+    }
 }

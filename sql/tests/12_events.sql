@@ -71,8 +71,8 @@ select pg_temp.take();  -- start from an empty table
 
 -- 1. The sample call, event by event.
 select is(pg_temp.ev(1), 'applied', 'room_started applies');
-select pg_temp.sent(jsonb_build_array(pg_temp.m('{user_id}', 'active', null)),
-  'room_started: the session is created without an owner (NOTIFY only), then the room''s metadata makes it the user''s: one event to their topic');
+select pg_temp.sent(jsonb_build_array(pg_temp.m('{created}', 'active', null)),
+  'room_started: the session is created with the owner in the room''s metadata: one created event, to their topic');
 select is(pg_temp.ev(2), 'applied', 'participant_joined applies');
 select pg_temp.sent('[]', 'participant_joined changes nothing watched: no event');
 select is(pg_temp.ev(3), 'applied', 'egress_started applies');

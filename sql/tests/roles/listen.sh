@@ -69,7 +69,6 @@ sed -n 's/^Asynchronous notification "fred_sessions" with payload "\(.*\)" recei
 R=room-$TAG
 cat > "$W/want" <<EOF2
 {"status": "active", "changed": ["created"], "room_name": "$R", "session_id": "$id", "has_summary": false, "recording_status": null}
-{"status": "active", "changed": ["user_id"], "room_name": "$R", "session_id": "$id", "has_summary": false, "recording_status": null}
 {"status": "active", "changed": ["recording_status"], "room_name": "$R", "session_id": "$id", "has_summary": false, "recording_status": "starting"}
 {"status": "active", "changed": ["recording_status"], "room_name": "$R", "session_id": "$id", "has_summary": false, "recording_status": "recording"}
 {"status": "active", "changed": ["recording_status"], "room_name": "$R", "session_id": "$id", "has_summary": false, "recording_status": "uploaded"}
