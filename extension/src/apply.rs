@@ -112,30 +112,32 @@ macro_rules! egress_wins {
 /// retention, deleted, are the daemon's later word), and the file's location. `$15` the status
 /// leaves a file, `$16` it is final; `$17` file name, `$18` location, `$19` `endpoint/bucket/`,
 /// `$20` bucket, `$21` size, `$22` duration ms, `$23` error. The object key falls back to the
-/// room name; a deleted recording keeps where it was.
+/// room name; a deleted recording keeps where it was. One multi-column assignment whose
+/// sub-select computes the win once (`offset 0` keeps the planner from copying it back into
+/// each column): the executor builds each expression again at every statement's start.
 #[rustfmt::skip]
 macro_rules! egress_merge {
     () => {
         concat!(
             "
-       egress_id             = case when ", egress_wins!(), " then coalesce(s.egress_id, $10) else s.egress_id end,
-       egress_status         = case when ", egress_wins!(), " then $11 else s.egress_status end,
-       egress_updated_ns     = case when ", egress_wins!(), " then $13 else s.egress_updated_ns end,
-       recording_status      = case when not (", egress_wins!(), ") then s.recording_status
-                                    when s.recording_status = 'deleted' then 'deleted'
-                                    when s.recording_status in ('ready', 'missing') and $14 = 'uploaded' then s.recording_status
-                                    else $14 end,
-       recording_url         = case when not (", egress_wins!(), ") or s.recording_status = 'deleted' then s.recording_url
-                                    when $15 then coalesce($18, $19 || coalesce($17, s.room_name)) end,
-       recording_bucket      = case when not (", egress_wins!(), ") or s.recording_status = 'deleted' then s.recording_bucket
-                                    else $20 end,
-       recording_key         = case when not (", egress_wins!(), ") or s.recording_status = 'deleted' then s.recording_key
-                                    when $15 or $16 then coalesce($17, s.room_name) else $17 end,
-       recording_bytes       = case when not (", egress_wins!(), ") or s.recording_status = 'deleted' then s.recording_bytes
-                                    else $21 end,
-       recording_duration_ms = case when not (", egress_wins!(), ") or s.recording_status = 'deleted' then s.recording_duration_ms
-                                    else $22 end,
-       recording_error       = case when ", egress_wins!(), " then $23 else s.recording_error end,"
+       (egress_id, egress_status, egress_updated_ns, recording_status, recording_url, recording_bucket,
+        recording_key, recording_bytes, recording_duration_ms, recording_error) = (select
+          case when w.wins then coalesce(s.egress_id, $10) else s.egress_id end,
+          case when w.wins then $11 else s.egress_status end,
+          case when w.wins then $13 else s.egress_updated_ns end,
+          case when not w.wins then s.recording_status
+               when s.recording_status = 'deleted' then 'deleted'
+               when s.recording_status in ('ready', 'missing') and $14 = 'uploaded' then s.recording_status
+               else $14 end,
+          case when not w.wins or s.recording_status = 'deleted' then s.recording_url
+               when $15 then coalesce($18, $19 || coalesce($17, s.room_name)) end,
+          case when not w.wins or s.recording_status = 'deleted' then s.recording_bucket else $20 end,
+          case when not w.wins or s.recording_status = 'deleted' then s.recording_key
+               when $15 or $16 then coalesce($17, s.room_name) else $17 end,
+          case when not w.wins or s.recording_status = 'deleted' then s.recording_bytes else $21 end,
+          case when not w.wins or s.recording_status = 'deleted' then s.recording_duration_ms else $22 end,
+          case when w.wins then $23 else s.recording_error end
+        from (select ", egress_wins!(), " as wins offset 0) w),"
         )
     };
 }
