@@ -1,5 +1,5 @@
 //! A jsonb argument read in its binary form, without converting it to text or to a
-//! `serde_json::Value` (pgrx's `JsonB` does both).
+//! `serde_json::Value` (pgrx's `JsonB` does both), or made into a `Value` without the text.
 //!
 //! The layout is PostgreSQL's (src/include/utils/jsonb.h): a container is a `u32` header (count
 //! and kind) followed by one `u32` JEntry per child (arrays: the elements; objects: the keys, then
@@ -319,6 +319,11 @@ pub fn container_text_len(c: Container<'_>, numeric_len: &dyn Fn(&[u8]) -> usize
 
 /// `numeric_out`'s length for a numeric stored inside a jsonb (rare in transcripts).
 pub fn numeric_text_len(n: &[u8]) -> usize {
+    numeric_text(n).len()
+}
+
+/// `numeric_out` of a numeric stored inside a jsonb.
+fn numeric_text(n: &[u8]) -> String {
     unsafe {
         // The numeric is a varlena inside the (already detoasted) jsonb; copy it so it is
         // aligned as numeric_out expects.
@@ -329,10 +334,68 @@ pub fn numeric_text_len(n: &[u8]) -> usize {
             &[Some(pg_sys::Datum::from(copy))],
         )
         .expect("numeric_out returns a value");
-        let s = std::ffi::CStr::from_ptr(out.cast_mut_ptr::<std::ffi::c_char>());
-        let len = s.to_bytes().len();
+        let s = std::ffi::CStr::from_ptr(out.cast_mut_ptr::<std::ffi::c_char>())
+            .to_string_lossy()
+            .into_owned();
         pg_sys::pfree(out.cast_mut_ptr());
         pg_sys::pfree(copy.cast());
-        len
+        s
+    }
+}
+
+/// The value as a `serde_json` tree, read from the binary form: the tree pgrx's `JsonB` builds
+/// by printing the jsonb as text and parsing that text again (numbers keep `numeric_out`'s
+/// digits, as `arbitrary_precision` keeps the text's). None where a string is not UTF-8 (a
+/// database in another encoding), which the caller reads through the text instead.
+pub fn to_value(c: Container<'_>) -> Option<serde_json::Value> {
+    if c.is_scalar() {
+        return c.children().next().and_then(node_value);
+    }
+    container_value(c)
+}
+
+fn container_value(c: Container<'_>) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    if !c.is_object() {
+        return c
+            .children()
+            .map(node_value)
+            .collect::<Option<Vec<_>>>()
+            .map(Value::Array);
+    }
+    let n = c.count();
+    let nodes: Vec<Node<'_>> = c.children().collect();
+    let mut map = serde_json::Map::new();
+    for (key, value) in nodes[..n].iter().zip(&nodes[n..]) {
+        let Node::String(key) = key else {
+            return None;
+        };
+        map.insert(
+            std::str::from_utf8(key).ok()?.to_owned(),
+            node_value(*value)?,
+        );
+    }
+    Some(Value::Object(map))
+}
+
+fn node_value(node: Node<'_>) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    Some(match node {
+        Node::String(s) => Value::String(std::str::from_utf8(s).ok()?.to_owned()),
+        Node::Numeric(n) => Value::Number(numeric_text(n).parse().ok()?),
+        Node::Bool(b) => Value::Bool(b),
+        Node::Null => Value::Null,
+        Node::Container(c) => container_value(c)?,
+    })
+}
+
+impl RawJsonb {
+    /// The value as a `serde_json` tree (`to_value`), through the text where it must be.
+    pub fn value(&self) -> serde_json::Value {
+        to_value(Container::new(self.container())).unwrap_or_else(|| {
+            unsafe { pgrx::JsonB::from_datum(self.datum, false) }
+                .expect("a jsonb datum")
+                .0
+        })
     }
 }

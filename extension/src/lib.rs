@@ -41,8 +41,8 @@ fn check_transcript_text(transcript: Option<&str>) -> i32 {
 /// Applies one verified LiveKit webhook body; returns `applied`, `ignored` or `duplicate`.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn apply_livekit_event(event: Option<pgrx::JsonB>) -> &'static str {
-    let Some(pgrx::JsonB(body)) = event else {
+fn apply_livekit_event(event: Option<jsonb::RawJsonb>) -> &'static str {
+    let Some(body) = event.map(|e| e.value()) else {
         error::bad("a LiveKit event must not be null").raise()
     };
     match apply::apply(&body) {
@@ -55,8 +55,8 @@ fn apply_livekit_event(event: Option<pgrx::JsonB>) -> &'static str {
 /// path); returns each one's outcome, in order. A malformed event fails the call (22023, 22001).
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn apply_event_batch(events: Option<pgrx::JsonB>) -> Vec<String> {
-    let Some(pgrx::JsonB(body)) = events else {
+fn apply_event_batch(events: Option<jsonb::RawJsonb>) -> Vec<String> {
+    let Some(body) = events.map(|e| e.value()) else {
         error::bad("events must be a JSON array").raise()
     };
     match batch::apply_batch(body) {
@@ -307,6 +307,38 @@ mod tests {
             .unwrap(),
             da
         );
+    }
+
+    /// The event's tree read from the jsonb binary equals the one pgrx's `JsonB` builds from the
+    /// text: keys, strings with escapes, every kind of number, nesting, scalars.
+    #[pg_test]
+    fn binary_value_equals_text_value() {
+        let texts = [
+            r#"{"a": 1, "b": [true, false, null, "x\u00e9\n\"q\"", 1.50, -0, 1e3, 12345678901234567890123, -2.5e-3], "": {}, "é": {"z": [[], {}]}}"#,
+            r#""a scalar""#,
+            "42",
+            "null",
+            "[]",
+            "{}",
+            r#"{"k": "\ud83d\ude00", "long": "0123456789012345678901234567890123456789"}"#,
+            r#"{"event":"egress_ended","id":"EV_1","egressInfo":{"egressId":"EG_1","status":"EGRESS_COMPLETE","fileResults":[{"filename":"a/b.ogg","size":"1234","duration":"5000000000"}]},"room":{"sid":"RM_1","name":"r","metadata":"{\"user_id\": \"7c9e6679-7425-40de-944b-e07fc1f90ae7\"}"}}"#,
+        ];
+        for text in texts {
+            let c = std::ffi::CString::new(text).unwrap();
+            let datum = unsafe {
+                pgrx::direct_function_call_as_datum(
+                    pg_sys::jsonb_in,
+                    &[Some(pg_sys::Datum::from(c.as_ptr()))],
+                )
+            }
+            .expect("jsonb_in");
+            let raw = unsafe { crate::jsonb::RawJsonb::from_datum(datum, false) }.unwrap();
+            let binary = crate::jsonb::to_value(crate::jsonb::Container::new(raw.container()))
+                .expect("UTF-8");
+            let via_text = unsafe { pgrx::JsonB::from_datum(datum, false) }.unwrap().0;
+            assert_eq!(binary, via_text, "{text}");
+            assert_eq!(binary.to_string(), via_text.to_string(), "{text}");
+        }
     }
 
     #[pg_test]
