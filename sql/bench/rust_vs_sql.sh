@@ -53,13 +53,16 @@
 # BENCH_PERF_KEEP=DIR keeps each recording as DIR/perf_WORKLOAD_CASE_SYNC.data, for `perf report`.
 #
 # Idempotent: drops and recreates fred_bench_ext / fred_bench_sql, and drops them at the end.
-# Connection: PGHOST (127.0.0.1), PGPORT (5432), PGUSER (postgres); trust or ~/.pgpass. Only
+# Connection: PGHOST (127.0.0.1), PGPORT (5432), PGUSER (postgres), PGSSLMODE (disable); trust or ~/.pgpass. Only
 # loopback or a unix socket; every measurement is bounded by -T.
 
 set -euo pipefail
 
 export PGHOST="${PGHOST:-127.0.0.1}" PGPORT="${PGPORT:-5432}" PGUSER="${PGUSER:-postgres}"
 export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
+# Without TLS on the loopback, by default: its cipher work is the wire's cost, which the engines'
+# ratios leave out (as they leave out the transcript's transfer); PGSSLMODE=prefer measures it.
+export PGSSLMODE="${PGSSLMODE:-disable}"
 CLIENTS="${BENCH_CLIENTS:-4}"
 THREADS="${BENCH_THREADS:-2}"
 SECS="${BENCH_SECS:-5}"
