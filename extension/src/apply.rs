@@ -207,27 +207,71 @@ const EGRESS_UPDATE: &str = concat!(
 const BY_SID: &str =
     "select s.id::text from fred.coaching_sessions s where s.room_sid = $1 for update";
 
-/// Under the room lock, in one statement: the newest session of that name not yet bound to a
-/// room whose owner does not contradict the room's metadata (`$1` name, `$2` sid, `$3` owner),
-/// locked; else a new session, inserted with its owner and, when `$4`, with the event's room
-/// merge already applied (`$5` room creation, `$6` event time): `room_merge!` on a new row that
-/// the event does not finish, which the differential suite holds equal. Returns the found id,
-/// then the inserted id (both NULL when a session of that sid appeared since the lookup by sid:
-/// the insert's conflict).
-const FIND_OR_INSERT: &str = "with f as (
+/// Under the room lock: the newest session of that name not yet bound to a room whose owner
+/// does not contradict the room's metadata (`name`, `sid`, `owner`), locked (`f`); else a new
+/// session (`i`), inserted with its owner and, when `merge`, with the event's room merge already
+/// applied (`room_us` room creation, `ev_us` event time): `room_merge!` on a new row that the
+/// event does not finish, which the differential suite holds equal. `guard`: when to look at
+/// all. The insert finds nothing when a session of that sid appeared since the lookup by sid
+/// (its conflict).
+#[rustfmt::skip]
+macro_rules! find_or_insert {
+    (name = $name:literal, sid = $sid:literal, owner = $owner:literal, merge = $merge:literal,
+     room_us = $room_us:literal, ev_us = $ev_us:literal, guard = $guard:literal) => {
+        concat!(
+            "f as (
        select s.id from fred.coaching_sessions s
-        where s.room_name = $1 and (s.room_sid is null or $2::text is null)
-          and (s.user_id is null or $3::uuid is null or s.user_id = $3::uuid)
+        where ", $guard, " and s.room_name = ", $name, " and (s.room_sid is null or ", $sid, "::text is null)
+          and (s.user_id is null or ", $owner, "::uuid is null or s.user_id = ", $owner, "::uuid)
         order by s.created_at desc limit 1 for update),
      i as (
        insert into fred.coaching_sessions (room_name, room_sid, user_id, started_at, last_event_at)
-       select $1, $2, $3::uuid,
-              case when $4 then least(timestamptz 'epoch' + $5 * interval '1 microsecond',
-                                      timestamptz 'epoch' + $6 * interval '1 microsecond') end,
-              case when $4 then coalesce(timestamptz 'epoch' + $6 * interval '1 microsecond', now()) end
-        where not exists (select 1 from f)
-       on conflict (room_sid) do nothing returning id)
-     select (select f.id::text from f), (select i.id::text from i)";
+       select ", $name, ", ", $sid, ", ", $owner, "::uuid,
+              case when ", $merge, " then least(timestamptz 'epoch' + ", $room_us, " * interval '1 microsecond',
+                                      timestamptz 'epoch' + ", $ev_us, " * interval '1 microsecond') end,
+              case when ", $merge, " then coalesce(timestamptz 'epoch' + ", $ev_us, " * interval '1 microsecond', now()) end
+        where ", $guard, " and not exists (select 1 from f)
+       on conflict (room_sid) do nothing returning id)"
+        )
+    };
+}
+
+/// `find_or_insert!` in a statement of its own (`$1` name, `$2` sid, `$3` owner, `$4` merge,
+/// `$5` room creation, `$6` event time): the found id, then the inserted id.
+const FIND_OR_INSERT: &str = concat!(
+    "with ",
+    find_or_insert!(
+        name = "$1",
+        sid = "$2",
+        owner = "$3",
+        merge = "$4",
+        room_us = "$5",
+        ev_us = "$6",
+        guard = "true"
+    ),
+    "
+     select (select f.id::text from f), (select i.id::text from i)"
+);
+
+/// A room's `room_started`, usually its first event, under the room lock taken before the
+/// statement: the ledger insert, the merge on the session of that sid, else `find_or_insert!`
+/// with the merge, all in one statement (slots as in `ledger_and_merge!`, `$10` the name to look
+/// up). One row when the ledger took the id: the merged id, the found id (still to bind and
+/// merge) and the inserted id, NULL where the step did not happen.
+const ROOM_STARTED: &str = concat!(
+    "with l as (
+       insert into fred.livekit_events (event_id, event_type, room_sid, room_name, created_at, outcome)
+       values ($6, $7, $1, $8, timestamptz 'epoch' + $3 * interval '1 microsecond', $9)
+       on conflict (event_id) do nothing returning event_id),
+     u as (",
+    room_update!("", "where s.room_sid = $1 and exists (select 1 from l)"),
+    "),
+     ",
+    find_or_insert!(name = "$10", sid = "$1", owner = "$4", merge = "true", room_us = "$2", ev_us = "$3",
+                    guard = "exists (select 1 from l) and not exists (select 1 from u)"),
+    "
+     select (select u.id from u), (select f.id::text from f), (select i.id::text from i) from l"
+);
 
 const BIND_SID: &str =
     "update fred.coaching_sessions s set room_sid = $2, updated_at = now() where s.id = $1::uuid";
@@ -248,6 +292,20 @@ fn lock_room(name: &str) {
             pg_sys::pg_advisory_xact_lock_int8,
             &[Some(pg_sys::Datum::from(hash))],
         );
+    }
+}
+
+/// `lock_room` if the lock is free now (`pg_try_advisory_xact_lock`): a caller that may already
+/// hold the room's row lock must not wait for the room lock, whose holder may wait for that row.
+fn try_lock_room(name: &str) -> bool {
+    let key = format!("fred.room:{name}");
+    unsafe {
+        let hash = hash_bytes_extended(key.as_ptr(), key.len() as i32, 0);
+        pgrx::direct_function_call::<bool>(
+            pg_sys::pg_try_advisory_xact_lock_int8,
+            &[Some(pg_sys::Datum::from(hash))],
+        )
+        .unwrap_or(false)
     }
 }
 
@@ -289,6 +347,41 @@ pub(crate) fn apply_parsed(client: &mut SpiClient<'_>, ev: &Event) -> &'static s
         }
         a
     };
+    // A room_started, when the room lock is free: the whole event in one statement.
+    if let (false, Some(sid), true, Merge::Room) = (
+        ev.ignored(),
+        ev.room_sid(),
+        ev.kind == Kind::RoomStarted,
+        merge,
+    ) {
+        let name = ev.room_name().unwrap_or(sid);
+        if try_lock_room(name) {
+            let mut a = args(sid, true, false);
+            a.push(name.into());
+            let table = run(client, ROOM_STARTED, &a);
+            if table.is_empty() {
+                return "duplicate";
+            }
+            let row = table.first();
+            let updated: Option<String> = row.get(1).expect("merged");
+            let found: Option<String> = row.get(2).expect("found");
+            let inserted: Option<String> = row.get(3).expect("inserted");
+            if updated.is_some() || inserted.is_some() {
+                return "applied";
+            }
+            let id = match found {
+                Some(id) => {
+                    run(client, BIND_SID, &[id.as_str().into(), sid.into()]);
+                    id
+                }
+                None => one_text(client, BY_SID, &[sid.into()])
+                    .expect("fred: a conflicting room_sid row exists"),
+            };
+            let merged = run(client, ROOM_UPDATE, &args(&id, false, false));
+            assert!(!merged.is_empty(), "fred: the session row exists");
+            return "applied";
+        }
+    }
     // Usually the room's session exists: the ledger insert and the merge on the session of the
     // room sid (found and locked by the UPDATE) are one statement.
     let mut merged: Option<String> = None;
