@@ -15,6 +15,8 @@ cd "$(dirname "$0")/../.."
 C=${C:-16}
 SECS=${SECS:-20}
 export PGHOST=127.0.0.1 PGPORT=5432
+# pgbench without TLS, as syncd connects: the two sides run the same SQL over the same wire.
+export PGSSLMODE=disable
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -U postgres)
 DB=fred_bench_webhook
 
