@@ -169,14 +169,24 @@ macro_rules! room_update {
 macro_rules! ledger_and_merge {
     ($more:expr) => {
         concat!(
+            ledger_and_merge_ctes!($more),
+            "
+     select (select u.id from u) from l"
+        )
+    };
+}
+
+/// The CTEs of `ledger_and_merge!`: `l` the ledger insert, `u` the merge.
+macro_rules! ledger_and_merge_ctes {
+    ($more:expr) => {
+        concat!(
             "with l as (
        insert into fred.livekit_events (event_id, event_type, room_sid, room_name, created_at, outcome)
        values ($6, $7, $1, $8, timestamptz 'epoch' + $3 * interval '1 microsecond', $9)
        on conflict (event_id) do nothing returning event_id),
      u as (",
             room_update!($more, "where s.room_sid = $1 and exists (select 1 from l)"),
-            ")
-     select (select u.id from u) from l"
+            ")"
         )
     };
 }
@@ -259,16 +269,18 @@ const FIND_OR_INSERT: &str = concat!(
 /// up). One row when the ledger took the id: the merged id, the found id (still to bind and
 /// merge) and the inserted id, NULL where the step did not happen.
 const ROOM_STARTED: &str = concat!(
-    "with l as (
-       insert into fred.livekit_events (event_id, event_type, room_sid, room_name, created_at, outcome)
-       values ($6, $7, $1, $8, timestamptz 'epoch' + $3 * interval '1 microsecond', $9)
-       on conflict (event_id) do nothing returning event_id),
-     u as (",
-    room_update!("", "where s.room_sid = $1 and exists (select 1 from l)"),
-    "),
+    ledger_and_merge_ctes!(""),
+    ",
      ",
-    find_or_insert!(name = "$10", sid = "$1", owner = "$4", merge = "true", room_us = "$2", ev_us = "$3",
-                    guard = "exists (select 1 from l) and not exists (select 1 from u)"),
+    find_or_insert!(
+        name = "$10",
+        sid = "$1",
+        owner = "$4",
+        merge = "true",
+        room_us = "$2",
+        ev_us = "$3",
+        guard = "exists (select 1 from l) and not exists (select 1 from u)"
+    ),
     "
      select (select u.id from u), (select f.id::text from f), (select i.id::text from i) from l"
 );
