@@ -1,7 +1,7 @@
 -- Speed without weaker rules (issue 13): the transcript digest on the row, the transcript check on
 -- the jsonb's binary form (extension), and fred_persist_transcript's repeat test by digest.
 begin;
-select plan(28);
+select plan(31);
 
 \set alice '''aaaaaaaa-0000-4000-8000-00000000000a'''
 
@@ -154,6 +154,32 @@ select is((select count(*) from pg_locks where locktype = 'advisory' and pid = p
 select fred.lock_room('lock-15-other');
 select is((select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()),
           (select n + 1 from lock15), 'another room''s lock is another lock');
+
+-- A room's first event, by each path the extension takes (one statement for a room_started;
+-- a participant_joined before it; the app's unbound session of that name): the same row as the
+-- SQL install, merged and owned.
+select fred_test.rpc('service_role', null, 'fred_upsert_session',
+                     jsonb_build_object('room_name', 'bind-15', 'user_id', '00000000-0000-0000-0000-0000000000b5'));
+select fred.apply_livekit_event('{"event": "room_started", "id": "EV_bind15", "createdAt": "1795511100",
+  "room": {"sid": "RM_bind15", "name": "bind-15", "creationTime": "1795511090"}}');
+select fred.apply_livekit_event('{"event": "room_started", "id": "EV_new15", "createdAt": "1795511200",
+  "room": {"sid": "RM_new15", "name": "new-15", "creationTime": "1795511190",
+           "metadata": "{\"user_id\": \"00000000-0000-0000-0000-0000000000b6\"}"}}');
+select fred.apply_livekit_event('{"event": "participant_joined", "id": "EV_pj15", "createdAt": "1795511305",
+  "room": {"sid": "RM_pj15", "name": "pj-15"}, "participant": {"sid": "PA_15", "identity": "u"}}');
+create temp table first15 as
+  select room_name, count(*)::int || ' ' || string_agg(concat_ws(' ', room_sid, user_id, status,
+           extract(epoch from started_at)::bigint, extract(epoch from last_event_at)::bigint), ',') as r
+    from fred.coaching_sessions where room_name in ('bind-15', 'new-15', 'pj-15') group by room_name;
+select is((select r from first15 where room_name = 'bind-15'),
+          '1 RM_bind15 00000000-0000-0000-0000-0000000000b5 active 1795511090 1795511100',
+          'room_started binds the app''s unbound session of that name and merges it: one session');
+select is((select r from first15 where room_name = 'new-15'),
+          '1 RM_new15 00000000-0000-0000-0000-0000000000b6 active 1795511190 1795511200',
+          'room_started of a new room: one session, owned from the metadata, its times merged');
+select is((select r from first15 where room_name = 'pj-15'),
+          '1 RM_pj15 active 1795511305 1795511305',
+          'a participant_joined before its room_started: one session, its times merged');
 
 select * from finish();
 rollback;
