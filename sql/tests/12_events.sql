@@ -5,7 +5,7 @@
 -- The Realtime checks need the optional fixture sql/tests/setup/supabase_realtime.sql; without
 -- it they are skipped, and the writes must still work.
 begin;
-select plan(39);
+select plan(43);
 
 create function pg_temp.rt() returns boolean
 language sql stable as $$ select to_regclass('realtime.messages') is not null $$;
@@ -175,6 +175,56 @@ select is(pg_temp.ev(1, 'ev12down'), 'applied', 'with realtime.send failing, roo
 select is((select user_id::text || ' ' || status from fred.coaching_sessions where room_sid = 'RM_ev12down'),
           '7c9e6679-7425-40de-944b-e07fc1f90ae7 active', 'and the session is stored');
 select pg_temp.sent('[]', 'nothing was sent');
+
+-- 6b. A planted Realtime: where Realtime is not installed, a role that may create a schema makes
+--     its own realtime.send. fred calls it with its owner's rights, so only a realtime.send owned
+--     by a superuser or by fred's owner is called; the write is stored either way.
+--     `p_owner`: who owns the planted function ('planter', or 'fred' for fred's owner). Returns
+--     whose rights the function ran with, as it recorded them ('' when it did not run).
+create function pg_temp.plant(p_owner text, p_seq integer) returns text
+language plpgsql as $$
+declare
+  fred_owner text := (select p.proowner::regrole::text from pg_proc p
+                       where p.oid = 'fred.realtime_send(uuid, jsonb)'::regprocedure);
+begin
+  perform set_config('fred_test.planted', '', true);
+  if to_regnamespace('realtime_kept') is null then
+    alter schema realtime rename to realtime_kept;
+    if not exists (select 1 from pg_roles where rolname = 'fred_test_planter') then
+      create role fred_test_planter nologin;
+    end if;
+    create schema realtime;
+    grant usage on schema realtime to public;
+    create function realtime.send(payload jsonb, event text, topic text, private boolean default true)
+    returns void language plpgsql as $f$
+    begin
+      perform pg_catalog.set_config('fred_test.planted', current_user::text, true);
+    end $f$;
+    grant execute on function realtime.send(jsonb, text, text, boolean) to public;
+    alter schema realtime owner to fred_test_planter;
+  end if;
+  execute format('alter function realtime.send(jsonb, text, text, boolean) owner to %s',
+                 case p_owner when 'fred' then fred_owner else 'fred_test_planter' end);
+  perform pg_temp.ev(p_seq, 'ev12plant');
+  return coalesce(current_setting('fred_test.planted', true), '');
+end
+$$;
+select case when pg_temp.rt() then
+         is(pg_temp.plant('planter', 1), '', 'a realtime.send planted by a role that is neither a superuser nor fred''s owner is not called')
+       else skip('no Realtime fixture: a planted realtime.send', 1) end;
+select is((select user_id::text || ' ' || status from fred.coaching_sessions where room_sid = 'RM_ev12plant'),
+          '7c9e6679-7425-40de-944b-e07fc1f90ae7 active', 'and the planted Realtime does not stop the write');
+select case when pg_temp.rt() then
+         is(pg_temp.plant('fred', 8),
+            (select p.proowner::regrole::text from pg_proc p where p.oid = 'fred.realtime_send(uuid, jsonb)'::regprocedure),
+            'a realtime.send owned by fred''s owner is called, with fred''s owner''s rights')
+       else skip('no Realtime fixture: realtime.send owned by fred''s owner', 1) end;
+select lives_ok($$ do $d$ begin
+                  if to_regnamespace('realtime_kept') is not null then
+                    drop schema realtime cascade;
+                    alter schema realtime_kept rename to realtime;
+                  end if;
+                end $d$ $$, 'the planted Realtime removed, the fixture''s back');
 
 -- 7. No Realtime at all (as on plain Postgres): writes work, NOTIFY only.
 select lives_ok($$ do $d$ begin if to_regnamespace('realtime') is not null then alter schema realtime rename to realtime_absent; end if; end $d$ $$,

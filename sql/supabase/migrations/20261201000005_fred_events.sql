@@ -87,18 +87,33 @@ $$;
 -- Realtime's half of sending an event: the owner's private topic, where realtime.send exists.
 -- Never fails: a failure is a WARNING. SECURITY DEFINER: the writer needs no rights on Realtime.
 -- (The extension's change-event trigger, in Rust, sends NOTIFY itself and calls this.)
+-- realtime.send runs with fred's owner's rights, so it is called only when a superuser (Supabase's
+-- supabase_admin) or fred's owner itself owns it: a role that may create a schema named realtime
+-- where Realtime is not installed must not get its code run as fred's owner (42501 as a WARNING).
+-- The arguments are cast to the checked signature, so no other overload is chosen.
 create or replace function fred.realtime_send(owner uuid, payload jsonb) returns void
 language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
 as $$
+declare
+  fn pg_catalog.regprocedure := pg_catalog.to_regprocedure('realtime.send(jsonb, text, text, boolean)');
+  fn_owner pg_catalog.name;
 begin
-  if realtime_send.owner is null
-     or pg_catalog.to_regprocedure('realtime.send(jsonb, text, text, boolean)') is null then
+  if realtime_send.owner is null or fn is null then
+    return;
+  end if;
+  select r.rolname into fn_owner
+    from pg_catalog.pg_proc p join pg_catalog.pg_roles r on r.oid = p.proowner
+   where p.oid = fn and not r.rolsuper and r.rolname <> current_user;
+  if found then
+    raise warning 'fred: realtime.send is owned by %, neither a superuser nor fred''s owner: not called (42501); the change is stored',
+      fn_owner;
     return;
   end if;
   begin
-    perform realtime.send(realtime_send.payload, 'session_changed',
-                          'fred:user:' || realtime_send.owner::text, true);
+    perform realtime.send(realtime_send.payload::pg_catalog.jsonb, 'session_changed'::pg_catalog.text,
+                          ('fred:user:' || realtime_send.owner::pg_catalog.text)::pg_catalog.text,
+                          true::pg_catalog.bool);
   exception when others then
     raise warning 'fred: realtime.send failed (%): %; the change is stored', sqlstate, sqlerrm;
   end;

@@ -5,7 +5,8 @@
 --                      Supabase, not by the role that runs migrations); its SELECT policies decide
 --                      who may join a private topic;
 --   realtime.topic()   the topic being authorised (Realtime sets realtime.topic per check);
---   realtime.send()    inserts one message, as Supabase's does (a failure is a WARNING).
+--   realtime.send()    inserts one message, as Supabase's does (a failure is a WARNING); owned by
+--                      a superuser, as Supabase's (supabase_admin).
 do $realtime_admin$ begin
   if not exists (select 1 from pg_roles where rolname = 'supabase_realtime_admin') then
     create role supabase_realtime_admin nologin noinherit;
@@ -49,7 +50,9 @@ begin
   end;
 end
 $$;
-alter function realtime.send(jsonb, text, text, boolean) owner to supabase_realtime_admin;
+-- Owned by the superuser running this file, as Supabase's is owned by supabase_admin (a superuser):
+-- fred calls realtime.send only when a superuser or fred's owner owns it.
+alter function realtime.send(jsonb, text, text, boolean) owner to current_user;
 revoke all on function realtime.send(jsonb, text, text, boolean) from public;
 grant execute on function realtime.send(jsonb, text, text, boolean) to postgres, service_role;
 
