@@ -1,7 +1,7 @@
 -- Caps on every writable field (issue 11 §3), held by the table for every writer; the maintenance
 -- functions' argument limits (§4); syncd's own events validated like LiveKit's (issue 12).
 begin;
-select plan(73);
+select plan(81);
 
 create temp table ids (k text primary key, id uuid);
 insert into ids select 'a', fred_test.rpc1('authenticated', '00000000-0000-0000-0000-00000000000a', 'fred_upsert_session', '{"room_name": "cap-a"}')::uuid;
@@ -76,6 +76,16 @@ select is(left(pg_temp.err(format($$ update fred.coaching_sessions set %I = %s w
                ('metadata', '''"text"''::jsonb', '22023'),
                ('room_name', 'repeat(''r'', 257)', '22023'),
                ('room_name', '''''', '22023')) v(c, v, s);
+select is(left(pg_temp.err(format($$ insert into fred.coaching_sessions (room_name, %I) values (%L, %s) $$, c, 'cap-ins-' || c, v)), 5), s,
+          'direct INSERT of ' || c || ': ' || s)
+  from (values ('call_type', 'repeat(''c'', 65)', '22001'),
+               ('summary', 'repeat(''s'', 65537)', '22001'),
+               ('decisions', 'pg_temp.arr(201, 1000)', '22001'),
+               ('next_actions', 'pg_temp.arr(5, 70000)', '22001'),
+               ('next_actions', '''{}''::jsonb', '22023'),
+               ('metadata', 'jsonb_build_object(''k'', repeat(''m'', 17000))', '22001'),
+               ('metadata', '''"text"''::jsonb', '22023')) v(c, v, s);
+select is((select count(*)::int from fred.coaching_sessions where room_name like 'cap-ins-%'), 0, 'none of those INSERTs stored a row');
 create temp table t501 as
 select jsonb_agg(jsonb_build_object('text', 'line ' || i, 'speaker', 'coach')) as t from generate_series(1, 501) i;
 select is(left(pg_temp.err(format($$ update fred.coaching_sessions set transcript_json = (select t from t501) where id = %L $$,

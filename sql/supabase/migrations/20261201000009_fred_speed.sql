@@ -29,7 +29,9 @@ update fred.coaching_sessions s
    and s.transcript_digest is distinct from fred.transcript_digest(s.transcript_json);
 
 -- ---------------------------------------------------------------------------------------------
--- 2. The outcome caps stay in fred.coaching_sessions_guard, without the transcript.
+-- 2. The outcome caps stay in fred.coaching_sessions_guard, without the transcript. An insert
+-- that names no outcome field (every LiveKit event's new session) and an update that changes
+-- none skip the call: fred.check_outcome of five NULLs checks nothing.
 create or replace function fred.coaching_sessions_guard() returns trigger
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -37,17 +39,24 @@ as $$
 begin
   if tg_op = 'INSERT' then
     perform fred.check_room_name(new.room_name);
-    perform fred.check_outcome(new.call_type, new.summary, new.decisions, new.next_actions, new.metadata);
+    if new.call_type is not null or new.summary is not null or new.decisions is not null
+       or new.next_actions is not null or new.metadata is not null then
+      perform fred.check_outcome(new.call_type, new.summary, new.decisions, new.next_actions, new.metadata);
+    end if;
   else
     if new.room_name is distinct from old.room_name then
       perform fred.check_room_name(new.room_name);
     end if;
-    perform fred.check_outcome(
-      case when new.call_type is distinct from old.call_type then new.call_type end,
-      case when new.summary is distinct from old.summary then new.summary end,
-      case when new.decisions is distinct from old.decisions then new.decisions end,
-      case when new.next_actions is distinct from old.next_actions then new.next_actions end,
-      case when new.metadata is distinct from old.metadata then new.metadata end);
+    if new.call_type is distinct from old.call_type or new.summary is distinct from old.summary
+       or new.decisions is distinct from old.decisions or new.next_actions is distinct from old.next_actions
+       or new.metadata is distinct from old.metadata then
+      perform fred.check_outcome(
+        case when new.call_type is distinct from old.call_type then new.call_type end,
+        case when new.summary is distinct from old.summary then new.summary end,
+        case when new.decisions is distinct from old.decisions then new.decisions end,
+        case when new.next_actions is distinct from old.next_actions then new.next_actions end,
+        case when new.metadata is distinct from old.metadata then new.metadata end);
+    end if;
   end if;
   return new;
 end
